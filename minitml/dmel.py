@@ -1,0 +1,342 @@
+"""dMel: audio as 4-bit tokens, and back.
+
+The interaction model hears and speaks through *dMel* (discretised log-mel):
+
+    wave (16 kHz mono)
+      -> STFT magnitude (n_fft 1024, Hann window 800 = 50 ms, hop 200 = 12.5 ms)
+      -> 80 mel filters (Slaney scale and normalisation, 80-7600 Hz)
+      -> log10, clamped to [-7, 2]
+      -> each of the 80 channels snaps to the nearest of 16 centres -7.0, -6.4, ..., 2.0
+    = a (frames, 80) grid of integers in [0, 16): 4 bits per channel, 80 frames per second.
+
+No codec is trained: decoding a token is a table lookup of its centre, and a
+waveform comes back through a vocoder (here Griffin-Lim on the mel, via the
+filterbank's pseudo-inverse). Inside the model, a frame enters as a *bag of
+embeddings* (one small table per channel, summed) and leaves through a head that
+predicts all 80 channels of a frame in parallel, each a 16-way choice.
+
+    dmel = DMel(get_config("tiny").audio)
+    tokens = dmel.encode(wave)       # (frames, 80) int64, frames = len(wave) // 200
+    log_mel = dmel.decode(tokens)    # (frames, 80) float, the bin centres
+    audio = dmel.vocode(tokens)      # (frames * 200,) float waveform
+"""
+
+from __future__ import annotations
+
+import math
+import wave as wavefile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minitml.config import AudioConfig
+
+
+# ----------------------------------------------------------------------------
+# The mel filterbank (Slaney scale, Slaney normalisation)
+# ----------------------------------------------------------------------------
+def hz_to_mel(f: torch.Tensor) -> torch.Tensor:
+    """Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
+    f = torch.as_tensor(f, dtype=torch.float64)
+    linear = f / (200.0 / 3.0)  # 1000 Hz -> 15 mel
+    log = 15.0 + torch.log(f.clamp_min(1e-10) / 1000.0) / (math.log(6.4) / 27.0)
+    return torch.where(f < 1000.0, linear, log)
+
+
+def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+    m = torch.as_tensor(m, dtype=torch.float64)
+    linear = m * (200.0 / 3.0)
+    log = 1000.0 * torch.exp((m - 15.0) * (math.log(6.4) / 27.0))
+    return torch.where(m < 15.0, linear, log)
+
+
+def mel_filterbank(cfg: AudioConfig) -> torch.Tensor:
+    """(n_fft // 2 + 1, n_mels) matrix: STFT magnitudes @ filterbank = mel energies.
+
+    Filter i is a triangle rising from edge i to its peak at edge i+1 and falling
+    to edge i+2, where the n_mels + 2 edges are evenly spaced in mel between
+    f_min and f_max. Slaney normalisation scales each triangle by 2 / its width
+    in Hz, so every filter has the same area.
+    """
+    n_freqs = cfg.n_fft // 2 + 1
+    freqs = torch.linspace(0, cfg.sample_rate / 2, n_freqs, dtype=torch.float64)  # (n_freqs,)
+    edges_mel = torch.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2,
+                               dtype=torch.float64)
+    edges = mel_to_hz(edges_mel)  # (n_mels + 2,) in Hz
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]  # each (n_mels,)
+    f = freqs[:, None]  # (n_freqs, 1)
+    rising = (f - lower) / (centre - lower)  # (n_freqs, n_mels)
+    falling = (upper - f) / (upper - centre)
+    triangles = torch.clamp(torch.minimum(rising, falling), min=0.0)
+    area_norm = 2.0 / (upper - lower)  # Slaney: equal area per filter
+    return (triangles * area_norm).to(torch.float32)
+
+
+# ----------------------------------------------------------------------------
+# Checking and loading audio
+# ----------------------------------------------------------------------------
+def check_wave(wave, cfg: AudioConfig, sample_rate: int | None = None) -> torch.Tensor:
+    """Return `wave` as a float32 (T,) tensor, or raise a ValueError saying what is wrong."""
+    if isinstance(wave, np.ndarray):
+        wave = torch.from_numpy(wave)
+    if not isinstance(wave, torch.Tensor):
+        raise ValueError(f"expected audio as a torch tensor or numpy array, got {type(wave).__name__}")
+    if sample_rate is not None and sample_rate != cfg.sample_rate:
+        raise ValueError(
+            f"expected audio at {cfg.sample_rate} Hz, got {sample_rate} Hz; resample it first "
+            f"with minitml.dmel.resample(wave, {sample_rate}, {cfg.sample_rate})"
+        )
+    if wave.dim() != 1:
+        hint = ""
+        if wave.dim() == 2 and min(wave.shape) <= 8:
+            n_ch = min(wave.shape)
+            hint = f" ({n_ch} channels: mix down with wave.mean(dim={wave.shape.index(n_ch)}))"
+        raise ValueError(f"expected mono audio of shape (T,), got shape {tuple(wave.shape)}{hint}")
+    if not wave.is_floating_point():
+        scale = {torch.int16: "32768", torch.int32: "2147483648", torch.uint8: "128 after -128"}
+        raise ValueError(
+            f"expected float samples in [-1, 1], got {wave.dtype}; convert integer PCM first "
+            f"(divide by {scale.get(wave.dtype, 'its full-scale value')})"
+        )
+    min_len = cfg.win_length
+    if wave.numel() < min_len:
+        raise ValueError(
+            f"audio too short: got {wave.numel()} samples, need at least one analysis window "
+            f"of {min_len} samples ({1000 * min_len / cfg.sample_rate:.0f} ms)"
+        )
+    if not torch.isfinite(wave).all():
+        bad = (~torch.isfinite(wave)).sum().item()
+        raise ValueError(f"audio contains {bad} NaN or infinite samples")
+    peak = wave.abs().max().item()
+    if peak > 4.0:
+        raise ValueError(
+            f"expected float samples in about [-1, 1], got a peak of {peak:.1f}; this looks like "
+            f"integer PCM stored as float: divide by 32768"
+        )
+    return wave.float()
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited (windowed sinc) resampling, e.g. eSpeak's 22050 Hz -> 16 kHz."""
+    import torchaudio.functional as AF
+
+    if orig_rate == new_rate:
+        return wave
+    return AF.resample(wave, orig_rate, new_rate)
+
+
+def read_wav(path: str | Path, sample_rate: int | None = 16_000, mono: bool = True):
+    """Read a PCM wav file with the standard library -> (float32 tensor, sample rate).
+
+    mono=True returns (T,) and refuses multi-channel files; mono=False returns
+    (channels, T). With sample_rate set, the audio is resampled to it.
+    """
+    with wavefile.open(str(path), "rb") as f:
+        n_ch, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+        raw = f.readframes(n)
+    if width == 1:  # 8-bit wav is unsigned
+        pcm = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        pcm = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif width == 3:  # 24-bit: pad each sample to 4 bytes, little-endian
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        i32 = np.zeros((b.shape[0], 4), np.uint8)
+        i32[:, 1:] = b
+        pcm = i32.view("<i4").ravel().astype(np.float32) / 2147483648.0
+    elif width == 4:
+        pcm = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
+    else:
+        raise ValueError(f"{path}: unsupported sample width of {width} bytes")
+    audio = torch.from_numpy(pcm.reshape(-1, n_ch).T.copy())  # (channels, T)
+    if mono:
+        if n_ch != 1:
+            raise ValueError(
+                f"{path}: expected a mono file, got {n_ch} channels; "
+                f"read it with mono=False and mix down with wave.mean(0)"
+            )
+        audio = audio[0]
+    if sample_rate is not None and rate != sample_rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio, rate
+
+
+def write_wav(path: str | Path, wave: torch.Tensor, sample_rate: int) -> Path:
+    """Write (T,) mono or (channels, T) float audio in [-1, 1] as 16-bit PCM (clipped)."""
+    wave = torch.as_tensor(wave).detach().float().cpu()
+    if wave.dim() == 1:
+        wave = wave[None]
+    pcm = (wave * 32768).round().clamp(-32768, 32767).to(torch.int16).T.contiguous()  # (T, channels)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wavefile.open(str(path), "wb") as f:
+        f.setnchannels(wave.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.numpy().tobytes())
+    return path
+
+
+# ----------------------------------------------------------------------------
+# Encoder / decoder / vocoder
+# ----------------------------------------------------------------------------
+class DMel:
+    """The dMel tokenizer for one AudioConfig (no learned weights)."""
+
+    def __init__(self, cfg: AudioConfig):
+        self.cfg = cfg
+        self.filterbank = mel_filterbank(cfg)  # (513, 80)
+        self.window = torch.hann_window(cfg.win_length)  # periodic Hann, 800 samples
+        # Bin centres -7.0, -6.4, ..., 2.0, computed in float64 then rounded once.
+        self.centres = torch.tensor(
+            [round(cfg.log_min + i * cfg.bin_step, 10) for i in range(cfg.n_bins)]
+        )  # (16,)
+        self._inverse_filterbank = None
+
+    # -- analysis --------------------------------------------------------------
+    def stft(self, wave: torch.Tensor) -> torch.Tensor:
+        """(T,) -> complex (n_fft // 2 + 1, T // hop) STFT with centred frames."""
+        c = self.cfg
+        spec = torch.stft(
+            wave, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+            window=self.window.to(wave.device), center=True, pad_mode="reflect",
+            return_complex=True,
+        )  # (513, T // hop + 1): frame t is centred on sample t * hop
+        # Keep T // hop frames so that 200 ms (3200 samples) gives exactly 16 frames.
+        return spec[:, : wave.shape[-1] // c.hop_length]
+
+    def log_mel(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(T,) waveform -> (T // hop, n_mels) log10-mel, clamped to [log_min, log_max]."""
+        wave = check_wave(wave, self.cfg, sample_rate)
+        magnitude = self.stft(wave).abs().T  # (frames, 513), magnitude, not power
+        mel = magnitude @ self.filterbank.to(wave.device)  # (frames, 80)
+        return torch.log10(mel.clamp_min(self.cfg.log_floor)).clamp(self.cfg.log_min,
+                                                                    self.cfg.log_max)
+
+    def quantize(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """log10-mel -> index of the nearest bin centre, int64 in [0, n_bins)."""
+        c = self.cfg
+        x = log_mel.clamp(c.log_min, c.log_max)
+        return torch.round((x - c.log_min) / c.bin_step).long().clamp(0, c.n_bins - 1)
+
+    def encode(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(T,) float waveform at cfg.sample_rate -> (T // hop, n_mels) int64 tokens."""
+        return self.quantize(self.log_mel(wave, sample_rate))
+
+    # -- synthesis -------------------------------------------------------------
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., n_mels) tokens -> (..., n_mels) log10-mel: each token's bin centre."""
+        tokens = torch.as_tensor(tokens)
+        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"expected integer dMel tokens, got {tokens.dtype}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.n_bins):
+            raise ValueError(
+                f"dMel tokens must lie in [0, {self.cfg.n_bins}), got "
+                f"[{tokens.min().item()}, {tokens.max().item()}]"
+            )
+        if tokens.shape[-1] != self.cfg.n_mels:
+            raise ValueError(f"expected {self.cfg.n_mels} channels last, got shape "
+                             f"{tuple(tokens.shape)}")
+        return self.centres.to(tokens.device)[tokens.long()]
+
+    def mel_to_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(frames, 80) log10-mel -> (513, frames) linear magnitude via the pseudo-inverse."""
+        if self._inverse_filterbank is None:
+            self._inverse_filterbank = torch.linalg.pinv(self.filterbank.double()).float()  # (80, 513)
+        mel = torch.pow(10.0, log_mel)  # undo log10
+        return (mel @ self._inverse_filterbank.to(mel.device)).clamp_min(0.0).T  # (513, frames)
+
+    def griffin_lim(self, magnitude: torch.Tensor, n_iter: int = 32, momentum: float = 0.99,
+                    seed: int = 0) -> torch.Tensor:
+        """(513, frames) magnitude -> (frames * hop,) waveform whose STFT has that magnitude.
+
+        Griffin-Lim alternates between the two things we know: the magnitude
+        (keep it, take the phase of the current estimate) and consistency (a
+        spectrogram must be the STFT of some signal: istft, then stft again).
+        The momentum term is the "fast Griffin-Lim" of Perraudin et al. (2013).
+        """
+        c = self.cfg
+        frames = magnitude.shape[1]
+        length = frames * c.hop_length
+        window = self.window.to(magnitude.device)
+        g = torch.Generator().manual_seed(seed)
+        phase = torch.exp(2j * math.pi * torch.rand(magnitude.shape, generator=g)).to(magnitude.device)
+
+        def istft(spec):
+            # Pad one frame back on: stft() above dropped the final centred frame.
+            spec = F.pad(spec, (0, 1))
+            return torch.istft(spec, n_fft=c.n_fft, hop_length=c.hop_length,
+                               win_length=c.win_length, window=window, center=True,
+                               length=length)
+
+        previous = torch.zeros_like(phase)
+        for _ in range(n_iter):
+            rebuilt = self.stft(istft(magnitude * phase))  # (513, frames), consistent
+            accelerated = rebuilt + momentum * (rebuilt - previous)
+            previous = rebuilt
+            phase = accelerated / accelerated.abs().clamp_min(1e-8)
+        return istft(magnitude * phase)
+
+    def vocode(self, tokens: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
+        """(frames, 80) tokens -> (frames * hop,) waveform."""
+        return self.griffin_lim(self.mel_to_magnitude(self.decode(tokens)), n_iter=n_iter)
+
+
+# ----------------------------------------------------------------------------
+# Inside the model: bag-of-embeddings in, per-channel logits out
+# ----------------------------------------------------------------------------
+class DMelEmbedding(nn.Module):
+    """k dMel frames (one audio token) -> one d_model vector.
+
+    Each channel c has its own table of n_bins vectors (embed_dim each); a frame's
+    vector is the sum of its 80 looked-up vectors (a "bag of embeddings"); the k
+    frame vectors of a token are concatenated and projected to d_model.
+    """
+
+    def __init__(self, cfg: AudioConfig, d_model: int):
+        super().__init__()
+        self.cfg = cfg
+        # All 80 tables stored as one (80 * 16, embed_dim) matrix; channel c uses rows c*16 ...
+        self.tables = nn.Embedding(cfg.n_mels * cfg.n_bins, cfg.embed_dim)
+        self.proj = nn.Linear(cfg.frames_per_token * cfg.embed_dim, d_model, bias=False)
+        self.register_buffer("offsets", torch.arange(cfg.n_mels) * cfg.n_bins, persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., k, n_mels) int64 -> (..., d_model)."""
+        c = self.cfg
+        lead = tokens.shape[:-2]
+        ids = (tokens + self.offsets).reshape(-1, c.n_mels)  # (N*k, 80) rows into the tables
+        frames = F.embedding_bag(ids, self.tables.weight, mode="sum")  # (N*k, embed_dim)
+        frames = frames.view(*lead, c.frames_per_token * c.embed_dim)  # (..., k*embed_dim)
+        return self.proj(frames)  # (..., d_model)
+
+
+class DMelHead(nn.Module):
+    """d_model vector -> logits for k frames x 80 channels x 16 bins, all in parallel."""
+
+    def __init__(self, cfg: AudioConfig, d_model: int):
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.Linear(d_model, cfg.frames_per_token * cfg.n_mels * cfg.n_bins, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., d_model) -> (..., k, n_mels, n_bins) logits."""
+        c = self.cfg
+        return self.proj(h).view(*h.shape[:-1], c.frames_per_token, c.n_mels, c.n_bins)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over every (frame, channel): a 16-way choice each."""
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+    @staticmethod
+    def sample(logits: torch.Tensor, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pick one bin per channel: argmax at temperature 0, else sample."""
+        if temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / temperature, dim=-1)
+        flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return flat.view(probs.shape[:-1])

@@ -107,10 +107,10 @@ def check_wave(wave, cfg: AudioConfig, sample_rate: int | None = None) -> torch.
             f"audio too short: got {wave.numel()} samples, need at least one analysis window "
             f"of {min_len} samples ({1000 * min_len / cfg.sample_rate:.0f} ms)"
         )
-    if not torch.isfinite(wave).all():
+    peak = wave.abs().max().item()  # one pass: NaN and inf propagate into the max
+    if not math.isfinite(peak):
         bad = (~torch.isfinite(wave)).sum().item()
         raise ValueError(f"audio contains {bad} NaN or infinite samples")
-    peak = wave.abs().max().item()
     if peak > 4.0:
         raise ValueError(
             f"expected float samples in about [-1, 1], got a peak of {peak:.1f}; this looks like "
@@ -196,7 +196,7 @@ class DMel:
         self._inverse_filterbank = None
 
     # -- analysis --------------------------------------------------------------
-    def stft(self, wave: torch.Tensor) -> torch.Tensor:
+    def stft(self, wave: torch.Tensor, keep_last: bool = False) -> torch.Tensor:
         """(T,) -> complex (n_fft // 2 + 1, T // hop) STFT with centred frames."""
         c = self.cfg
         spec = torch.stft(
@@ -205,13 +205,14 @@ class DMel:
             return_complex=True,
         )  # (513, T // hop + 1): frame t is centred on sample t * hop
         # Keep T // hop frames so that 200 ms (3200 samples) gives exactly 16 frames.
-        return spec[:, : wave.shape[-1] // c.hop_length]
+        return spec if keep_last else spec[:, : wave.shape[-1] // c.hop_length]
 
     def log_mel(self, wave, sample_rate: int | None = None) -> torch.Tensor:
         """(T,) waveform -> (T // hop, n_mels) log10-mel, clamped to [log_min, log_max]."""
         wave = check_wave(wave, self.cfg, sample_rate)
-        magnitude = self.stft(wave).abs().T  # (frames, 513), magnitude, not power
-        mel = magnitude @ self.filterbank.to(wave.device)  # (frames, 80)
+        magnitude = self.stft(wave, keep_last=True).abs()  # (513, frames + 1), not power
+        mel = magnitude.mT @ self.filterbank.to(wave.device)  # (frames + 1, 80)
+        mel = mel[: wave.shape[-1] // self.cfg.hop_length]  # (frames, 80)
         return torch.log10(mel.clamp_min(self.cfg.log_floor)).clamp(self.cfg.log_min,
                                                                     self.cfg.log_max)
 

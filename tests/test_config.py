@@ -1,0 +1,131 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from minitml.config import (
+    AudioConfig,
+    Config,
+    ModelConfig,
+    MoEConfig,
+    VisionConfig,
+    get_config,
+)
+from minitml.dmel import DMelEmbedding, DMelHead
+from minitml.moe import MoE, SwiGLU
+from minitml.patches import PatchEmbedding
+
+
+def build_modules(cfg: Config) -> nn.ModuleDict:
+    """Every weight-holding module the interaction model is made of, from the package's parts."""
+    m = cfg.model
+    blocks = nn.ModuleList()
+    for i in range(m.n_layers):
+        q_out, kv_out = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim
+        blocks.append(nn.ModuleDict({
+            "attn_norm": nn.RMSNorm(m.d_model),
+            "q": nn.Linear(m.d_model, q_out, bias=False),
+            "k": nn.Linear(m.d_model, kv_out, bias=False),
+            "v": nn.Linear(m.d_model, kv_out, bias=False),
+            "o": nn.Linear(q_out, m.d_model, bias=False),
+            "ffn_norm": nn.RMSNorm(m.d_model),
+            "ffn": MoE(cfg.moe, m.d_model) if m.is_moe_layer(i) else SwiGLU(m.d_model, m.d_ff),
+        }))
+    return nn.ModuleDict({
+        "text_embedding": nn.Embedding(m.text_vocab_size, m.d_model),
+        "dmel_embedding": DMelEmbedding(cfg.audio, m.d_model),
+        "patch_embedding": PatchEmbedding(cfg.vision, m.d_model, m.max_patch_rows,
+                                          m.max_patch_cols),
+        "stream_type": nn.Embedding(m.n_stream_types, m.d_model),
+        "blocks": blocks,
+        "final_norm": nn.RMSNorm(m.d_model),
+        "text_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False),
+        "dmel_head": DMelHead(cfg.audio, m.d_model),
+    })
+
+
+def count_built(cfg: Config) -> dict:
+    with torch.device("meta"):  # shapes only, no memory: works for 276B parameters
+        modules = build_modules(cfg)
+    total = sum(p.numel() for p in modules.parameters())
+    idle = 0  # routed experts a token does not use
+    for module in modules.modules():
+        if isinstance(module, MoE):
+            per_expert = sum(p[0].numel() for p in (module.w_gate, module.w_up, module.w_down))
+            idle += (cfg.moe.n_experts - cfg.moe.top_k) * per_expert
+    assert all(p.device.type == "meta" for p in modules.parameters())
+    return {"total": total, "active": total - idle}
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "tml_small"])
+def test_param_counts_equal_the_built_modules(name):
+    cfg = get_config(name)
+    assert cfg.param_counts() == count_built(cfg)
+
+
+def test_hmlp_stem_counts_too():
+    cfg = get_config("tiny")
+    cfg = cfg.replace(vision=VisionConfig(stem="hmlp"))
+    assert cfg.param_counts() == count_built(cfg)
+
+
+def test_tml_small_is_the_published_scale():
+    counts = get_config("tml_small").param_counts()
+    assert abs(counts["total"] / 276e9 - 1) < 0.02, counts
+    assert abs(counts["active"] / 12e9 - 1) < 0.02, counts
+
+
+def test_tiny_by_hand():
+    d, V, h_dense, h_exp = 128, 256, 512, 256
+    expected_total = (
+        V * d  # text embedding
+        + 80 * 16 * 32 + 4 * 32 * d  # dMel tables + projection of 4 frames
+        + 3 * 40 * 40 * d + d  # linear patch stem
+        + (16 + 16) * d  # patch row / column positions
+        + 4 * d  # stream types
+        + 4 * 4 * d * d  # q, k, v, o in 4 layers
+        + 4 * 2 * d + d  # two RMSNorms per layer + final
+        + 2 * 3 * d * h_dense  # layers 0 and 2 dense
+        + 2 * (d * 4 + 4 * 3 * d * h_exp)  # layers 1 and 3: router + 4 experts
+        + d * V  # text head
+        + d * 4 * 80 * 16  # dMel head
+    )
+    counts = get_config("tiny").param_counts()
+    assert counts["total"] == expected_total
+    assert counts["active"] == expected_total - 2 * 2 * 3 * d * h_exp  # 2 of 4 experts idle
+
+
+def test_flops_per_token_by_hand():
+    cfg = get_config("tiny")
+    window = 32 * 14
+    attention = 4 * 2 * 2 * 128 * window  # layers x (qk + av) x 2 FLOPs x d x context
+    assert cfg.window == window
+    assert cfg.flops_per_token() == 2 * cfg.param_counts()["active"] + attention
+
+
+def test_layout_of_the_tiny_micro_turn():
+    layout = get_config("tiny").layout()
+    assert layout == {"patches": 4, "user_audio": 4, "text_in": 2, "model_out": 4, "total": 14}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ModelConfig(d_model=130, n_heads=4), "divisible by n_heads"),
+        (lambda: ModelConfig(n_heads=4, n_kv_heads=3), "multiple of n_kv_heads"),
+        (lambda: MoEConfig(n_experts=4, top_k=5), r"top_k must be in \[1, n_experts=4\], got 5"),
+        (lambda: MoEConfig(router="relu"), "'softmax' or 'sigmoid'"),
+        (lambda: AudioConfig(frames_per_token=3), "must divide the 16 frames"),
+        (lambda: AudioConfig(f_max=9000), "f_max"),
+        (lambda: VisionConfig(stem="vit"), "'linear' or 'hmlp'"),
+        (lambda: Config(vision=VisionConfig(frame_height=1000)), "patch grid"),
+        (lambda: get_config("huge"), "unknown preset 'huge'"),
+    ],
+)
+def test_bad_configs_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_dict_round_trip():
+    cfg = get_config("small")
+    assert Config.from_dict(cfg.to_dict()) == cfg

@@ -48,7 +48,7 @@ def demo(args) -> int:
         (dmel.decode(again), "dMel of the Griffin-Lim audio rebuilt from those tokens"),
     ]
     for ax, (image, title) in zip(axes, panels):
-        ax.imshow(image.T, origin="lower", aspect="auto", vmin=cfg.log_min, vmax=cfg.log_max,
+        ax.imshow(image.T.numpy(), origin="lower", aspect="auto", vmin=cfg.log_min, vmax=cfg.log_max,
                   extent=(0, float(frames[-1]), 0, cfg.n_mels), cmap="magma")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("mel channel")

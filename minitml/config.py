@@ -182,6 +182,9 @@ class ModelConfig:
     n_stream_types: int = 4  # learned type embedding: patch, user audio, text-in, model output
     max_patch_rows: int = 16  # size of the learned row / column position tables for patches
     max_patch_cols: int = 16
+    mel_head: str = "discrete"  # "discrete" (80 x 16-way logits per frame) or "flow" (flow matching)
+    flow_hidden: int = 256  # width of the flow head's MLP
+    flow_steps: int = 4  # Euler steps the flow head takes from noise to mel
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -197,6 +200,9 @@ class ModelConfig:
         _require(self.moe_every >= 0 and self.n_dense_first >= 0, "moe_every, n_dense_first >= 0")
         _require(self.window_micro_turns >= 1, "window_micro_turns must be >= 1")
         _require(self.text_vocab_size >= 2, "text_vocab_size must be >= 2 (PAD and one word)")
+        _require(self.mel_head in ("discrete", "flow"),
+                 f"mel_head must be 'discrete' or 'flow', got {self.mel_head!r}")
+        _require(self.flow_hidden >= 1 and self.flow_steps >= 1, "flow_hidden, flow_steps >= 1")
 
     @property
     def head_dim(self) -> int:
@@ -292,7 +298,11 @@ class Config:
 
         # Outputs: text unembedding, per-channel dMel head (k frames x 80 x 16 logits).
         add("text_head", d * m.text_vocab_size)
-        add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
+        if m.mel_head == "discrete":
+            add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
+        else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases
+            mel, hf = a.frames_per_token * a.n_mels, m.flow_hidden
+            add("flow_head", (mel + 1 + d) * hf + hf + hf * hf + hf + hf * mel + mel)
         return groups
 
     def param_counts(self) -> dict[str, int]:

@@ -222,9 +222,48 @@ class DMel:
         x = log_mel.clamp(c.log_min, c.log_max)
         return torch.round((x - c.log_min) / c.bin_step).long().clamp(0, c.n_bins - 1)
 
-    def encode(self, wave, sample_rate: int | None = None) -> torch.Tensor:
-        """(T,) float waveform at cfg.sample_rate -> (T // hop, n_mels) int64 tokens."""
+    def encode(self, wave, sample_rate: int | None = None, causal: bool = False) -> torch.Tensor:
+        """(T,) float waveform at cfg.sample_rate -> (T // hop, n_mels) int64 tokens.
+
+        causal=True uses the streaming framing (see `causal_log_mel`): what the
+        interaction model hears, identical to feeding 200 ms chunks to `DMelStream`.
+        """
+        if causal:
+            return self.quantize(self.causal_log_mel(wave, sample_rate))
         return self.quantize(self.log_mel(wave, sample_rate))
+
+    # -- streaming ---------------------------------------------------------------
+    @property
+    def causal_history(self) -> int:
+        """Past samples a causal frame needs before its hop: 712 for the standard recipe.
+
+        A centred frame t looks at samples [200t - 400, 200t + 400): 25 ms into the
+        future, which a live microphone has not delivered yet. A *causal* frame t looks
+        at [200t - 600, 200t + 200), the window that ends with its own hop, so 200 ms of
+        audio gives its 16 frames with nothing from the future. It equals the centred
+        frame t - 1: the price of streaming is 12.5 ms of delay, nothing else.
+        (torch.stft centres the 800-sample window inside the 1024-sample FFT frame,
+        leaving (1024 - 800) / 2 = 112 zeros each side; hence 600 + 112.)
+        """
+        c = self.cfg
+        return (c.win_length - c.hop_length) + (c.n_fft - c.win_length) // 2
+
+    def _causal_frames(self, padded: torch.Tensor) -> torch.Tensor:
+        """STFT magnitude -> log-mel of an already padded signal, uncentred frames."""
+        c = self.cfg
+        spec = torch.stft(padded, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+                          window=self.window.to(padded.device), center=False, return_complex=True)
+        mel = spec.abs().mT @ self.filterbank.to(padded.device)  # (frames, 80)
+        return torch.log10(mel.clamp_min(c.log_floor)).clamp(c.log_min, c.log_max)
+
+    def causal_log_mel(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(T,) -> (T // hop, n_mels) log10-mel with causal frames (zeros before the start)."""
+        wave = check_wave(wave, self.cfg, sample_rate)
+        c = self.cfg
+        n = wave.shape[0] // c.hop_length * c.hop_length  # whole hops only
+        tail = (c.n_fft - c.win_length) // 2  # zeros that only meet the window's zero part
+        padded = F.pad(wave[:n], (self.causal_history, tail))
+        return self._causal_frames(padded)
 
     # -- synthesis -------------------------------------------------------------
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -341,3 +380,53 @@ class DMelHead(nn.Module):
         probs = torch.softmax(logits / temperature, dim=-1)
         flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
         return flat.view(probs.shape[:-1])
+
+
+# ----------------------------------------------------------------------------
+# Streaming: 200 ms in, tokens out; tokens in, 200 ms out
+# ----------------------------------------------------------------------------
+class DMelStream:
+    """Encode a live stream chunk by chunk, exactly as `DMel.encode(causal=True)` would.
+
+    It keeps the last `causal_history` samples of what it was fed; each chunk of
+    hop-multiple length gives chunk_len // hop frames.
+    """
+
+    def __init__(self, dmel: DMel):
+        self.dmel = dmel
+        self.history = torch.zeros(dmel.causal_history)  # silence before the start
+
+    def push(self, chunk: torch.Tensor) -> torch.Tensor:
+        """(n * hop,) samples -> (n, n_mels) tokens."""
+        c = self.dmel.cfg
+        if chunk.shape[-1] % c.hop_length:
+            raise ValueError(f"stream chunks must hold whole {c.hop_length}-sample hops, "
+                             f"got {chunk.shape[-1]} samples")
+        tail = (c.n_fft - c.win_length) // 2
+        padded = torch.cat([self.history, chunk, chunk.new_zeros(tail)])
+        self.history = padded[-(tail + self.dmel.causal_history):-tail].clone()
+        return self.dmel.quantize(self.dmel._causal_frames(padded))
+
+
+class StreamVocoder:
+    """Tokens in, audio out, 200 ms at a time: Griffin-Lim over a short context.
+
+    Each call vocodes the `context` previous frames together with the new ones
+    (the phase of the new frames then continues from what was already played)
+    and returns only the new samples. A toy vocoder: clicks at chunk edges are
+    possible; it is here so a live session can be heard.
+    """
+
+    def __init__(self, dmel: DMel, context: int = 6, n_iter: int = 12):
+        self.dmel, self.context, self.n_iter = dmel, context, n_iter
+        self.previous = torch.zeros(0, dmel.cfg.n_mels, dtype=torch.long)
+
+    def push(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, n_mels) tokens -> (n * hop,) samples."""
+        frames = torch.cat([self.previous, tokens.cpu()])  # (context + n, 80)
+        self.previous = frames[-self.context:] if self.context else frames[:0]
+        if bool((tokens == 0).all()):  # silence (every channel at the floor): skip the work
+            return torch.zeros(tokens.shape[0] * self.dmel.cfg.hop_length)
+        audio = self.dmel.griffin_lim(self.dmel.mel_to_magnitude(self.dmel.decode(frames)),
+                                      n_iter=self.n_iter)
+        return audio[-tokens.shape[0] * self.dmel.cfg.hop_length:]

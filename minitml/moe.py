@@ -234,8 +234,10 @@ class MoE(nn.Module):
             y = self.experts_dispatch(x, r.weights, r.experts)
         if self.shared is not None:
             y = y + self.shared(x)  # (N, d) every token also uses the shared experts
-        balance = load_balancing_loss(r.probs, r.experts)
-        z = router_z_loss(r.logits)
+        if self.training or torch.is_grad_enabled():
+            balance, z = load_balancing_loss(r.probs, r.experts), router_z_loss(r.logits)
+        else:  # inference: nothing will be trained on these, skip their cost
+            balance = z = x.new_zeros(())
         aux = MoEAux(
             balance_loss=balance,
             z_loss=z,

@@ -62,6 +62,26 @@ def test_param_counts_equal_the_built_modules(name):
     assert cfg.param_counts() == count_built(cfg)
 
 
+@pytest.mark.parametrize("name", ["tiny", "small", "tml_small"])
+def test_param_counts_equal_the_interaction_model(name):
+    from minitml.model import InteractionModel
+
+    cfg = get_config(name)
+    with torch.device("meta"):
+        model = InteractionModel(cfg)
+    assert sum(p.numel() for p in model.parameters()) == cfg.param_counts()["total"]
+
+
+def test_flow_head_counts():
+    from dataclasses import replace
+
+    from minitml.model import InteractionModel
+
+    cfg = get_config("tiny")
+    cfg = cfg.replace(model=replace(cfg.model, mel_head="flow"))
+    assert sum(p.numel() for p in InteractionModel(cfg).parameters()) == cfg.param_counts()["total"]
+
+
 def test_hmlp_stem_counts_too():
     cfg = get_config("tiny")
     cfg = cfg.replace(vision=VisionConfig(stem="hmlp"))

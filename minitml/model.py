@@ -1,0 +1,389 @@
+"""The interaction model: one decoder-only transformer over interleaved 200 ms blocks.
+
+Everything enters the same sequence (early fusion, no encoders):
+
+    patches    --PatchEmbedding-->  \\
+    user audio --DMelEmbedding-->    +  stream-type vector  ->  (B, T*L, d)  -> blocks -> norm
+    text in    --text embedding-->  /
+    model out  --text embedding + DMelEmbedding--/
+
+and two heads read the hidden state at each *predictor* position (stream.py):
+a text unembedding (the monologue word) and a mel head (the k dMel frames of
+the next output token): per-channel 16-way logits, or a small flow-matching
+network that turns noise into the k mel frames in a few steps.
+
+Attention is causal with a sliding window of W positions: position i sees
+positions (i - W, i]. Training uses that mask on the whole sequence; a live
+session keeps a ring buffer of exactly W keys and values per layer, so an hour
+costs the same per micro-turn as a minute, and gives the same logits as the
+full forward pass (tests/test_model.py checks it across several wraps).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minitml.config import AudioConfig, Config
+from minitml.dmel import DMelEmbedding, DMelHead
+from minitml.moe import MoE, SwiGLU
+from minitml.patches import PatchEmbedding
+from minitml.stream import MODEL_OUT, BlockLayout, Blocks
+
+
+# ----------------------------------------------------------------------------
+# Small parts: RMSNorm, rotary positions, the sliding-window mask, the ring cache
+# ----------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int, theta: float):
+    """cos, sin of the rotary angles, each (N, head_dim / 2), for absolute positions (N,).
+
+    angle[p, i] = p * theta^(-2i / head_dim). An hour of tiny micro-turns is
+    252,000 positions; in float32, p * freq would lose about 0.02 rad there, so
+    the product is taken in float64 and only cos / sin are rounded to float32.
+    """
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
+    angles = positions.to(torch.float64)[:, None] * inv_freq.to(positions.device)  # (N, hd/2)
+    return torch.cos(angles).float(), torch.sin(angles).float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[i], x[i + hd/2]) of (B, H, N, hd) by its position's angle."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]  # (B, H, N, hd/2) each
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def sliding_window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """(Nq, Nk) bool, True where query q may attend key k: q - window < k <= q (k >= 0)."""
+    diff = q_pos[:, None] - k_pos[None, :]  # (Nq, Nk) how far back the key is
+    return (k_pos[None, :] >= 0) & (diff >= 0) & (diff < window)
+
+
+class KVCache:
+    """One layer's ring buffer of the last `window` keys and values.
+
+    Slot s holds the key/value of absolute position p with p % window == s, and
+    `pos[s] = p` (-1 while empty). The attention mask is computed from those
+    absolute positions, so the order inside the ring never matters.
+    """
+
+    def __init__(self, batch: int, n_kv_heads: int, window: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        self.window = window
+        self.k = torch.zeros(batch, n_kv_heads, window, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.pos = torch.full((window,), -1, dtype=torch.long, device=device)
+
+    def key_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """Absolute positions of the keys `update` will return for these new positions."""
+        return torch.cat([self.pos, positions])  # (W + N,)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
+        """Add (B, Hkv, N, hd) new keys/values; return everything to attend over.
+
+        The new block's first queries may still need keys that the block itself will
+        overwrite in the ring, so attention runs over [old ring, new keys] (W + N keys)
+        and the ring is written afterwards, keeping the newest W.
+        """
+        keys = torch.cat([self.k, k], dim=2)  # (B, Hkv, W + N, hd): the old ring, then the new
+        values = torch.cat([self.v, v], dim=2)
+        keep = positions[-self.window:]  # only the newest W can stay
+        slots = keep % self.window
+        self.k[:, :, slots] = k[:, :, -self.window:]
+        self.v[:, :, slots] = v[:, :, -self.window:]
+        self.pos[slots] = keep
+        return keys, values
+
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes + self.pos.nbytes
+
+
+# ----------------------------------------------------------------------------
+# The transformer block
+# ----------------------------------------------------------------------------
+class Attention(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m = cfg.model
+        self.n_heads, self.n_kv_heads, self.head_dim = m.n_heads, m.n_kv_heads, m.head_dim
+        self.q = nn.Linear(m.d_model, m.n_heads * m.head_dim, bias=False)
+        self.k = nn.Linear(m.d_model, m.n_kv_heads * m.head_dim, bias=False)
+        self.v = nn.Linear(m.d_model, m.n_kv_heads * m.head_dim, bias=False)
+        self.o = nn.Linear(m.n_heads * m.head_dim, m.d_model, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None = None, positions=None):
+        """x (B, N, d); mask (N, S) from sliding_window_mask over the S keys attended."""
+        B, N, _ = x.shape
+        q = self.q(x).view(B, N, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, N, hd)
+        k = self.k(x).view(B, N, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, N, hd)
+        v = self.v(x).view(B, N, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keys, values = (k, v) if cache is None else cache.update(k, v, positions)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
+                                           enable_gqa=self.n_heads != self.n_kv_heads)
+        return self.o(y.transpose(1, 2).reshape(B, N, -1))  # (B, N, d)
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)), then + ffn(norm(x)); the FFN is dense SwiGLU or MoE."""
+
+    def __init__(self, cfg: Config, index: int):
+        super().__init__()
+        m = cfg.model
+        self.attn_norm = RMSNorm(m.d_model, m.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(m.d_model, m.norm_eps)
+        self.is_moe = m.is_moe_layer(index)
+        self.ffn = MoE(cfg.moe, m.d_model) if self.is_moe else SwiGLU(m.d_model, m.d_ff)
+
+    def forward(self, x, cos, sin, mask, cache=None, positions=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, positions)
+        if self.is_moe:
+            y, aux = self.ffn(self.ffn_norm(x))
+            return x + y, aux.loss
+        return x + self.ffn(self.ffn_norm(x)), x.new_zeros(())
+
+
+# ----------------------------------------------------------------------------
+# The flow-matching mel head (the reference system's alternative to logits)
+# ----------------------------------------------------------------------------
+class FlowHead(nn.Module):
+    """Generate the k mel frames of an output token from its hidden state by flow matching.
+
+    Rectified flow: draw noise x0, let x1 be the target mel (scaled to about
+    [-1, 1]), and train v(x_t, t, h) to predict x1 - x0 at x_t = (1 - t) x0 + t x1.
+    Sampling walks from noise along v in `steps` Euler steps; the result is
+    snapped back to dMel bins so it can be fed back like any other output.
+    """
+
+    def __init__(self, cfg: AudioConfig, d_model: int, hidden: int, steps: int):
+        super().__init__()
+        self.cfg, self.steps = cfg, steps
+        self.n = cfg.frames_per_token * cfg.n_mels  # k * 80 numbers per token
+        self.net = nn.Sequential(
+            nn.Linear(self.n + 1 + d_model, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, self.n),
+        )
+        self.centre = (cfg.log_max + cfg.log_min) / 2  # -2.5
+        self.scale = (cfg.log_max - cfg.log_min) / 2  # 4.5
+
+    def velocity(self, x_t, t, h):
+        """x_t (..., n), t (..., 1), h (..., d) -> (..., n)."""
+        return self.net(torch.cat([x_t, t, h], dim=-1))
+
+    def loss(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean squared velocity error; h (..., d), tokens (..., k, 80)."""
+        centres = torch.linspace(self.cfg.log_min, self.cfg.log_max, self.cfg.n_bins,
+                                 device=h.device)
+        x1 = (centres[tokens].flatten(-2) - self.centre) / self.scale  # (..., n)
+        x0 = torch.randn_like(x1)
+        t = torch.rand(*x1.shape[:-1], 1, device=h.device)
+        x_t = (1 - t) * x0 + t * x1
+        return F.mse_loss(self.velocity(x_t, t, h), x1 - x0)
+
+    @torch.no_grad()
+    def sample(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """h (..., d) -> tokens (..., k, 80)."""
+        x = torch.randn(*h.shape[:-1], self.n, generator=generator).to(h.device)
+        for i in range(self.steps):
+            t = torch.full((*h.shape[:-1], 1), i / self.steps, device=h.device)
+            x = x + self.velocity(x, t, h) / self.steps
+        log_mel = (x * self.scale + self.centre).clamp(self.cfg.log_min, self.cfg.log_max)
+        tokens = torch.round((log_mel - self.cfg.log_min) / self.cfg.bin_step).long()
+        return tokens.view(*h.shape[:-1], self.cfg.frames_per_token, self.cfg.n_mels)
+
+
+# ----------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------
+@dataclass
+class ModelOutput:
+    hidden: torch.Tensor  # (B, T, A, d) hidden states at the predictor positions
+    text_logits: torch.Tensor  # (B, T, A, V) next monologue word
+    mel_logits: torch.Tensor | None  # (B, T, A, k, 80, 16), None with the flow head
+    aux_loss: torch.Tensor  # scalar, MoE balance + z losses summed over layers
+
+
+class InteractionModel(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.model
+        d = m.d_model
+        self.layout = BlockLayout.from_config(cfg)
+        self.text_embedding = nn.Embedding(m.text_vocab_size, d)
+        self.dmel_embedding = DMelEmbedding(cfg.audio, d)
+        self.patch_embedding = PatchEmbedding(cfg.vision, d, m.max_patch_rows, m.max_patch_cols)
+        self.stream_type = nn.Embedding(m.n_stream_types, d)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(m.n_layers))
+        self.norm = RMSNorm(d, m.norm_eps)
+        self.text_head = nn.Linear(d, m.text_vocab_size, bias=False)
+        if m.mel_head == "discrete":
+            self.mel_head = DMelHead(cfg.audio, d)
+        else:
+            self.mel_head = FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps)
+        self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
+        self.register_buffer("predictors", self.layout.predictor_offsets(), persistent=False)
+        self.vocab: list[str] | None = None  # set by from_checkpoint when the file has one
+        self._init_weights()
+
+    @staticmethod
+    def from_config(cfg: Config) -> InteractionModel:
+        return InteractionModel(cfg)
+
+    def _init_weights(self):
+        # GPT-2 style: N(0, 0.02), and the projections back into the residual stream
+        # scaled down by sqrt(2 * n_layers) so the stream's variance does not grow with depth.
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.o.weight, std=0.02 / math.sqrt(2 * len(self.blocks)))
+
+    # -- embedding the streams ---------------------------------------------------
+    def embed_inputs(self, patches, user_audio, text_in) -> torch.Tensor:
+        """(B, T, P, 4800), (B, T, A, k, 80), (B, T, X) -> (B, T, P + A + X, d)."""
+        x = torch.cat([
+            self.patch_embedding(patches, self.cfg.vision.grid),  # (B, T, P, d)
+            self.dmel_embedding(user_audio),  # (B, T, A, d)
+            self.text_embedding(text_in),  # (B, T, X, d)
+        ], dim=2)
+        return x + self.stream_type(self.types[: self.layout.n_inputs])
+
+    def embed_outputs(self, out_text, out_audio) -> torch.Tensor:
+        """(B, T, A), (B, T, A, k, 80) -> (B, T, A, d): a word and k frames per slot."""
+        x = self.text_embedding(out_text) + self.dmel_embedding(out_audio)
+        return x + self.stream_type.weight[MODEL_OUT]
+
+    def embed(self, blocks: Blocks) -> torch.Tensor:
+        """Blocks -> (B, T * L, d), micro-turn after micro-turn."""
+        inputs = self.embed_inputs(blocks.patches, blocks.user_audio, blocks.text_in)
+        outputs = self.embed_outputs(blocks.out_text, blocks.out_audio)
+        x = torch.cat([inputs, outputs], dim=2)  # (B, T, L, d)
+        return x.flatten(1, 2)  # (B, T * L, d)
+
+    # -- the transformer ------------------------------------------------------------
+    def run(self, x: torch.Tensor, positions: torch.Tensor, caches: list[KVCache] | None = None):
+        """(B, N, d) at absolute `positions` (N,) -> normed hidden (B, N, d), aux loss.
+
+        Without caches, the N positions attend to each other (training, full
+        forward). With caches, they also attend to the cached window, and are
+        added to it (streaming).
+        """
+        cos, sin = rope_angles(positions, self.cfg.model.head_dim, self.cfg.model.rope_theta)
+        # Every layer attends over the same key positions: one mask serves them all.
+        key_pos = positions if caches is None else caches[0].key_positions(positions)
+        mask = sliding_window_mask(positions, key_pos, self.cfg.window)  # (N, S)
+        aux = x.new_zeros(())
+        for i, block in enumerate(self.blocks):
+            x, block_aux = block(x, cos, sin, mask, None if caches is None else caches[i],
+                                 positions)
+            aux = aux + block_aux
+        return self.norm(x), aux
+
+    def new_cache(self, batch_size: int = 1, device=None) -> list[KVCache]:
+        m = self.cfg.model
+        device = device or self.text_head.weight.device
+        dtype = self.text_head.weight.dtype
+        return [KVCache(batch_size, m.n_kv_heads, self.cfg.window, m.head_dim, device, dtype)
+                for _ in range(m.n_layers)]
+
+    def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.text_head(hidden)  # (..., V)
+
+    def forward(self, blocks: Blocks) -> ModelOutput:
+        """The full forward pass over whole conversations (training, evaluation)."""
+        B, T, L = blocks.batch_size, blocks.n_turns, self.layout.length
+        x = self.embed(blocks)  # (B, T*L, d)
+        positions = torch.arange(T * L, device=x.device)
+        h, aux = self.run(x, positions)
+        h = h.view(B, T, L, -1)[:, :, self.predictors]  # (B, T, A, d) predictor positions
+        mel = self.mel_head(h) if isinstance(self.mel_head, DMelHead) else None
+        return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=mel, aux_loss=aux)
+
+    def loss(self, blocks: Blocks, text_weight: float = 1.0, mel_weight: float = 1.0,
+             out: ModelOutput | None = None) -> dict[str, torch.Tensor]:
+        """Cross-entropy on the monologue words and the dMel bins (or the flow loss)."""
+        out = out if out is not None else self(blocks)
+        text = F.cross_entropy(out.text_logits.flatten(0, -2), blocks.out_text.flatten())
+        if out.mel_logits is not None:
+            mel = DMelHead.loss(out.mel_logits, blocks.out_audio)
+        else:
+            mel = self.mel_head.loss(out.hidden, blocks.out_audio)
+        total = text_weight * text + mel_weight * mel + out.aux_loss
+        return {"loss": total, "text": text.detach(), "mel": mel.detach(),
+                "aux": out.aux_loss.detach()}
+
+    # -- checkpoints ---------------------------------------------------------------
+    def save(self, path: str | Path, vocab: list[str] | None = None, step: int = 0,
+             extra: dict | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "format": "minitml-checkpoint-1",
+            "config": self.cfg.to_dict(),
+            "vocab": vocab if vocab is not None else self.vocab,
+            "step": step,
+            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "extra": extra or {},
+        }, path)
+        return path
+
+    @staticmethod
+    def from_checkpoint(path: str | Path, expect: Config | None = None,
+                        vocab: list[str] | None = None, map_location="cpu") -> InteractionModel:
+        """Load a checkpoint; refuse one from another config or vocabulary, saying why."""
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != "minitml-checkpoint-1":
+            raise ValueError(f"{path} is not a minitml checkpoint")
+        cfg = Config.from_dict(ckpt["config"])
+        if expect is not None and cfg != expect:
+            raise ValueError(f"{path} was trained with another config: "
+                             + "; ".join(config_diff(expect, cfg)))
+        if vocab is not None and ckpt.get("vocab") is not None and ckpt["vocab"] != vocab:
+            raise ValueError(f"{path} has another vocabulary: " + vocab_diff(vocab, ckpt["vocab"]))
+        model = InteractionModel(cfg)
+        model.load_state_dict(ckpt["model"])
+        model.vocab = ckpt.get("vocab")
+        return model
+
+
+def config_diff(expected: Config, got: Config) -> list[str]:
+    """['model.d_model: expected 128, got 256', ...]"""
+    a, b = expected.to_dict(), got.to_dict()
+    out = []
+    for part in a:
+        if isinstance(a[part], dict):
+            for key in a[part]:
+                if a[part][key] != b[part].get(key):
+                    out.append(f"{part}.{key}: expected {a[part][key]!r}, got {b[part].get(key)!r}")
+        elif a[part] != b[part]:
+            out.append(f"{part}: expected {a[part]!r}, got {b[part]!r}")
+    return out
+
+
+def vocab_diff(expected: list[str], got: list[str]) -> str:
+    if len(expected) != len(got):
+        return f"expected {len(expected)} words, got {len(got)}"
+    i = next(i for i, (x, y) in enumerate(zip(expected, got)) if x != y)
+    return f"word {i} is {got[i]!r}, expected {expected[i]!r}"

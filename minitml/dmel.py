@@ -429,4 +429,5 @@ class StreamVocoder:
             return torch.zeros(tokens.shape[0] * self.dmel.cfg.hop_length)
         audio = self.dmel.griffin_lim(self.dmel.mel_to_magnitude(self.dmel.decode(frames)),
                                       n_iter=self.n_iter)
-        return audio[-tokens.shape[0] * self.dmel.cfg.hop_length:]
+        # Playback clips at full scale (loud babble from an untrained model would not).
+        return audio[-tokens.shape[0] * self.dmel.cfg.hop_length:].clamp(-1.0, 1.0)

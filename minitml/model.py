@@ -55,7 +55,7 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float):
     """cos, sin of the rotary angles, each (N, head_dim / 2), for absolute positions (N,).
 
     angle[p, i] = p * theta^(-2i / head_dim). An hour of tiny micro-turns is
-    252,000 positions; in float32, p * freq would lose about 0.02 rad there, so
+    252,000 positions; in float32, p * freq would be off by up to 0.01 rad there, so
     the product is taken in float64 and only cos / sin are rounded to float32.
     """
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
@@ -200,9 +200,10 @@ class FlowHead(nn.Module):
         return F.mse_loss(self.velocity(x_t, t, h), x1 - x0)
 
     @torch.no_grad()
-    def sample(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """h (..., d) -> tokens (..., k, 80)."""
-        x = torch.randn(*h.shape[:-1], self.n, generator=generator).to(h.device)
+    def sample(self, h: torch.Tensor, generator: torch.Generator | None = None,
+               noise_scale: float = 1.0) -> torch.Tensor:
+        """h (..., d) -> tokens (..., k, 80); noise_scale 0 starts from the mean (greedy-like)."""
+        x = noise_scale * torch.randn(*h.shape[:-1], self.n, generator=generator).to(h.device)
         for i in range(self.steps):
             t = torch.full((*h.shape[:-1], 1), i / self.steps, device=h.device)
             x = x + self.velocity(x, t, h) / self.steps
@@ -252,7 +253,10 @@ class InteractionModel(nn.Module):
     def _init_weights(self):
         # GPT-2 style: N(0, 0.02), and the projections back into the residual stream
         # scaled down by sqrt(2 * n_layers) so the stream's variance does not grow with depth.
+        flow = set(self.mel_head.modules()) if isinstance(self.mel_head, FlowHead) else set()
         for module in self.modules():
+            if module in flow:  # the flow MLP keeps PyTorch's default (fan-in) init
+                continue
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
                 if getattr(module, "bias", None) is not None:

@@ -1,0 +1,195 @@
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from minitml.config import get_config
+from minitml.model import InteractionModel, KVCache, rope_angles, sliding_window_mask
+from minitml.session import Session
+from minitml.stream import PAD, BlockLayout, Blocks, pack_conversation, random_blocks
+
+
+def small_window(window_micro_turns=3, **model_fields):
+    cfg = get_config("tiny")
+    return cfg.replace(model=replace(cfg.model, window_micro_turns=window_micro_turns,
+                                     **model_fields))
+
+
+@pytest.mark.parametrize("mel_head", ["discrete", "flow"])
+def test_streaming_equals_full_forward_across_window_wraps(mel_head):
+    cfg = small_window(3, mel_head=mel_head)  # window = 42 positions, session = 12 micro-turns
+    torch.manual_seed(1)
+    model = InteractionModel(cfg).eval()
+    session = Session(model, temperature=1.0, mel_temperature=1.0, record_logits=True, seed=5,
+                      overrun="ignore")  # no timing-dependent catch-up steps in a test
+    g = torch.Generator().manual_seed(2)
+    outs = []
+    for t in range(12):  # 168 positions: the ring wraps four times
+        audio = 0.3 * torch.randn(3200, generator=g)
+        frame = torch.rand(80, 80, 3, generator=g)
+        outs.append(session.step(audio, frame, [3, 4] if t % 4 == 1 else None, record=True))
+    blocks = Blocks.cat(session.recorded, dim=1)
+    assert blocks.n_turns == 12
+    with torch.no_grad():
+        full = model(blocks)
+    streamed = torch.stack([o.text_logits for o in outs])  # (T, A, V)
+    assert (full.text_logits[0] - streamed).abs().max() < 1e-4
+    if mel_head == "discrete":
+        streamed_mel = torch.stack([o.mel_logits for o in outs])
+        assert (full.mel_logits[0] - streamed_mel).abs().max() < 1e-4
+    # the outputs the session sampled are the ones the full pass was given
+    assert torch.equal(blocks.out_text[0], torch.stack([o.text_ids for o in outs]))
+
+
+def test_window_really_slides():
+    """Each layer looks back less than W positions, so n_layers layers see < n_layers * W."""
+    cfg = small_window(1)  # W = 14 positions; 4 layers see at most 4 * 13 = 52 back
+    torch.manual_seed(0)
+    model = InteractionModel(cfg).eval()
+    blocks, changed = random_blocks(cfg, 8), random_blocks(cfg, 8)
+    far = random_blocks(cfg, 8, seed=9)
+    for name in ("patches", "user_audio", "text_in", "out_text", "out_audio"):
+        getattr(changed, name)[:, 0] = getattr(far, name)[:, 0]  # change micro-turn 0 only
+    with torch.no_grad():
+        base, after = model(blocks).text_logits, model(changed).text_logits
+    # micro-turn 5 starts at position 70, more than 52 after turn 0 ends (13): out of reach
+    assert torch.allclose(base[:, 5:], after[:, 5:], atol=1e-6)
+    assert not torch.allclose(base[:, 0], after[:, 0], atol=1e-4)
+
+
+def test_no_output_depends_on_its_own_playback_interval():
+    """Output t is played during input t + 1: changing input t + 1 must not change it."""
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg).eval()
+    blocks = random_blocks(cfg, 5)
+    other = random_blocks(cfg, 5, seed=3)
+    t = 2
+    changed = random_blocks(cfg, 5)
+    changed.user_audio[:, t + 1] = other.user_audio[:, t + 1]
+    changed.patches[:, t + 1] = other.patches[:, t + 1]
+    changed.text_in[:, t + 1] = other.text_in[:, t + 1]
+    with torch.no_grad():
+        a, b = model(blocks), model(changed)
+    assert torch.allclose(a.text_logits[:, : t + 1], b.text_logits[:, : t + 1], atol=1e-6)
+    assert torch.allclose(a.mel_logits[:, : t + 1], b.mel_logits[:, : t + 1], atol=1e-6)
+    assert not torch.allclose(a.text_logits[:, t + 1], b.text_logits[:, t + 1], atol=1e-4)
+
+
+def test_pack_conversation_shifts_the_assistant_by_one_micro_turn():
+    cfg = get_config("tiny")
+    F = 16 * 5  # five micro-turns of frames
+    frame_id = torch.arange(F)[:, None].expand(F, 80) % 16  # each frame tagged by its index
+    user = frame_id.clone()
+    model_tokens = (frame_id + 1) % 16
+    words = [(7, 0.25), (9, 0.61)]  # word 7 starts at 250 ms, word 9 at 610 ms
+    b = pack_conversation(cfg, user, model_tokens, words)
+    # input t holds frames [16t, 16(t+1)): the audio of [200t, 200(t+1)) ms
+    assert torch.equal(b.user_audio[0, 1].reshape(16, 80), user[16:32])
+    # output t holds the assistant's frames of [200(t+1), 200(t+2)) ms
+    assert torch.equal(b.out_audio[0, 0].reshape(16, 80), model_tokens[16:32])
+    assert torch.equal(b.out_audio[0, 3].reshape(16, 80), model_tokens[64:80])
+    assert b.out_audio[0, 4].sum() == 0  # nothing after the end
+    # word 7 at 250 ms is in output 0 (played from 200 ms), slot 1 (250-300 ms)
+    assert b.out_text[0, 0].tolist() == [PAD, 7, PAD, PAD]
+    # word 9 at 610 ms: output 1 (played 400-600 ms)? no: 600-800 ms is output 2, slot 0
+    assert b.out_text[0, 2].tolist() == [9, PAD, PAD, PAD]
+
+
+def test_layout_predictors():
+    lay = BlockLayout.from_config(get_config("tiny"))
+    assert lay.length == 14 and lay.out_start == 10
+    assert lay.predictor_offsets().tolist() == [9, 10, 11, 12]
+    assert lay.stream_types().tolist() == [0] * 4 + [1] * 4 + [2] * 2 + [3] * 4
+
+
+def test_mask_is_causal_and_windowed():
+    q = torch.arange(10)
+    mask = sliding_window_mask(q, q, window=3)
+    for i in range(10):
+        assert mask[i].nonzero().flatten().tolist() == list(range(max(0, i - 2), i + 1))
+    empty = sliding_window_mask(q[:1], torch.tensor([-1, 0]), 3)
+    assert empty.tolist() == [[False, True]]
+
+
+def test_rope_stays_accurate_for_an_hour():
+    p = torch.tensor([252_000])  # an hour of tiny micro-turns (14 positions x 5 per second)
+    cos, sin = rope_angles(p, 32, 10_000.0)
+    exact = [(252_000 * 10_000.0 ** (-i / 32)) % (2 * math.pi) for i in range(0, 32, 2)]
+    assert torch.allclose(cos[0], torch.tensor([math.cos(a) for a in exact]), atol=1e-6)
+    assert torch.allclose(sin[0], torch.tensor([math.sin(a) for a in exact]), atol=1e-6)
+    # the naive float32 product would be off by far more
+    naive = torch.cos(p.float()[:, None] * 10_000.0 ** (-torch.arange(0, 32, 2).float() / 32))
+    assert (naive[0] - torch.tensor([math.cos(a) for a in exact])).abs().max() > 1e-3
+
+
+def test_cache_never_grows():
+    cfg = small_window(2)
+    model = InteractionModel(cfg).eval()
+    session = Session(model, vocode=False)
+    sizes = []
+    for _ in range(20):
+        session.step(0.1 * torch.randn(3200))
+        sizes.append(sum(c.nbytes() for c in session.caches))
+    assert len(set(sizes)) == 1
+    assert session.caches[0].k.shape[2] == cfg.window
+    assert sorted(session.caches[0].pos.tolist()) == list(
+        range(session.next_position - cfg.window, session.next_position))
+
+
+def test_ring_cache_slots():
+    cache = KVCache(1, 1, 4, 2)
+    for p in range(6):
+        cache.update(torch.full((1, 1, 1, 2), float(p)), torch.zeros(1, 1, 1, 2), torch.tensor([p]))
+    assert cache.pos.tolist() == [4, 5, 2, 3]
+    assert cache.k[0, 0, :, 0].tolist() == [4.0, 5.0, 2.0, 3.0]
+
+
+def test_training_step_lowers_the_loss_and_reaches_every_parameter():
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg)
+    blocks = random_blocks(cfg, 4, batch_size=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = model.loss(blocks)
+    first["loss"].backward()
+    untouched = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    # only experts that received no tokens in this batch may have no gradient
+    assert all(".ffn.w_" in n for n in untouched), untouched
+    for _ in range(30):
+        opt.step()
+        opt.zero_grad()
+        model.loss(blocks)["loss"].backward()
+    assert model.loss(blocks)["loss"].item() < first["loss"].item() - 1.0
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    cfg = get_config("tiny")
+    model = InteractionModel(cfg).eval()
+    vocab = ["<pad>"] + [f"w{i}" for i in range(255)]
+    path = model.save(tmp_path / "m.pt", vocab=vocab, step=7)
+    loaded = InteractionModel.from_checkpoint(path, expect=cfg, vocab=vocab)
+    blocks = random_blocks(cfg, 2)
+    with torch.no_grad():
+        assert torch.equal(model(blocks).text_logits, loaded(blocks).text_logits)
+    assert loaded.vocab == vocab
+    other = cfg.replace(model=replace(cfg.model, d_model=64))
+    with pytest.raises(ValueError, match=r"model\.d_model: expected 64, got 128"):
+        InteractionModel.from_checkpoint(path, expect=other)
+    with pytest.raises(ValueError, match="word 3 is 'w2', expected 'x'"):
+        InteractionModel.from_checkpoint(path, vocab=vocab[:3] + ["x"] + vocab[4:])
+    torch.save({"weights": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a minitml checkpoint"):
+        InteractionModel.from_checkpoint(tmp_path / "bad.pt")
+
+
+def test_flow_head_samples_deterministically():
+    cfg = small_window(3, mel_head="flow")
+    model = InteractionModel(cfg).eval()
+    h = torch.randn(2, 128)
+    a = model.mel_head.sample(h, torch.Generator().manual_seed(0))
+    b = model.mel_head.sample(h, torch.Generator().manual_seed(0))
+    assert a.shape == (2, 4, 80) and torch.equal(a, b) and a.min() >= 0 and a.max() < 16
+    loss = model.loss(random_blocks(cfg, 2))
+    assert torch.isfinite(loss["loss"]) and loss["mel"] > 0

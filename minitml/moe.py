@@ -244,6 +244,7 @@ class MoE(nn.Module):
             load=torch.bincount(r.experts.flatten(), minlength=self.cfg.n_experts).detach(),
             loss=self.cfg.balance_loss_coef * balance + self.cfg.z_loss_coef * z,
         )
+        self.last_load = aux.load  # (E,) for the trainer's balancing-bias update
         return y.reshape(shape), aux
 
     def extra_repr(self) -> str:

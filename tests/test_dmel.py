@@ -200,3 +200,12 @@ def test_head_predicts_channels_in_parallel(tiny):
     g = torch.Generator().manual_seed(1)
     s = DMelHead.sample(logits, 1.0, generator=g)
     assert s.shape == (5, 4, 80) and s.min() >= 0 and s.max() < 16
+
+
+def test_espeak_output_does_not_depend_on_what_came_before():
+    from minitml.world.espeak import synthesize
+
+    first = synthesize("tell me when the light turns green", voice="en", rate=170)
+    synthesize("hello there how are you", voice="en-us+f3", rate=220, pitch=80, volume=60)
+    again = synthesize("tell me when the light turns green", voice="en", rate=170)
+    assert torch.equal(first.wave, again.wave) and first.words == again.words

@@ -10,11 +10,17 @@ ground-truth word times for free.
     speech.wave         # float32 tensor (T,) at 16 kHz, in [-1, 1]
     speech.words        # [("hello", 0.0), ("there", 0.39)]  word, start (s)
 
-The library keeps global state, so all calls go through one lock.
+The library keeps global state, so all calls go through one lock. Some of that
+state (the voice source's phase, echo buffers) carries over from one utterance
+to the next and cannot be reset through the API: the same text would come out a
+few samples different depending on what was said before. So by default every
+call unloads and reloads the library (about 5 ms), and every utterance starts
+from the same state: same arguments, same samples, bit for bit.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import threading
 from dataclasses import dataclass
@@ -95,6 +101,12 @@ class _Engine:
         self._callback = _CALLBACK(self._on_audio)  # keep a reference: C holds a pointer
         self.lib.espeak_SetSynthCallback(self._callback)
 
+    def close(self) -> None:
+        """Unload the library, so that the next load starts from fresh static state."""
+        self.lib.espeak_Terminate()
+        dlclose = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+        dlclose(self.lib._handle)
+
     def _on_audio(self, wav, n_samples, events) -> int:
         if n_samples > 0:
             samples = ctypes.cast(wav, ctypes.POINTER(ctypes.c_short * n_samples)).contents
@@ -120,17 +132,22 @@ def synthesize(
     pitch_range: int = 50,
     volume: int = 100,
     sample_rate: int = 16_000,
+    fresh: bool = True,
 ) -> Speech:
     """Speak `text` and return the waveform at `sample_rate` and the word start times.
 
     voice: an eSpeak NG voice name ("en-us", "en", "en-gb-x-rp", variants like
     "en-us+f3"); rate: words per minute (80-450); pitch, pitch_range: 0-100;
-    volume: 0-200.
+    volume: 0-200. fresh=False skips the reload (faster, but the samples then depend
+    slightly on what was synthesized before).
     """
     global _engine
     if not text.strip():
         raise ValueError("synthesize needs some text, got an empty string")
     with _lock:
+        if _engine is not None and fresh:
+            _engine.close()
+            _engine = None
         if _engine is None:
             _engine = _Engine()
         eng = _engine

@@ -84,6 +84,44 @@ def presets(args) -> int:
     return 0
 
 
+def data(args) -> int:
+    """Generate toy conversations into token shards."""
+    import json
+
+    from minitml.world.dataset import make_dataset
+
+    t0 = time.perf_counter()
+    path = make_dataset(args.split, args.n, args.seed, folder=args.out, workers=args.workers,
+                        overwrite=args.overwrite)
+    index = json.loads((path / "index.json").read_text())
+    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    elapsed = time.perf_counter() - t0
+    print(f"{index['n']} {args.split} dialogues, {index['seconds'] / 60:.1f} min of audio, "
+          f"{size:.1f} MB, in {path} ({elapsed:.0f} s)")
+    return 0
+
+
+def train(args) -> int:
+    """Generate (or reuse) the datasets, then train."""
+    from minitml.train import TrainConfig, Trainer
+    from minitml.world.dataset import load_dataset, make_dataset
+    from minitml.world.vocab import VOCAB
+
+    tc = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                     train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues,
+                     lr=args.lr, seed=args.seed, out=args.out, device=args.device,
+                     eval_every=args.eval_every)
+    train_set = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
+    val_set = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
+    trainer = Trainer(tc, train_set, val_set, vocab=list(VOCAB))
+    if args.resume:
+        trainer.resume(Path(args.resume))
+    history = trainer.fit()
+    last = history[-1]
+    print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint {Path(tc.out) / 'last.pt'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minitml")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +131,27 @@ def main(argv=None) -> int:
     p.set_defaults(func=demo)
     p = sub.add_parser("presets", help="parameter counts and costs of the presets")
     p.set_defaults(func=presets)
+    p = sub.add_parser("data", help="generate toy conversations into token shards")
+    p.add_argument("--split", default="train", choices=["train", "heldout"])
+    p.add_argument("--n", type=int, default=450, help="dialogues (450 is about an hour)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder (default: the cache, $MINITML_CACHE)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=data)
+    p = sub.add_parser("train", help="train a model on the toy world")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--train-dialogues", type=int, default=3000)
+    p.add_argument("--val-dialogues", type=int, default=180)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="out/train")
+    p.add_argument("--resume", default=None, help="a checkpoint to continue from")
+    p.set_defaults(func=train)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -91,6 +91,12 @@ class _Engine:
         )
         if self.native_rate <= 0:
             raise RuntimeError(f"eSpeak NG failed to initialise with data at {data}")
+        # Its noise generator (breathy and whispered voices) is seeded from the clock at
+        # start-up: seed it, and the C library's rand(), to fixed values instead.
+        if hasattr(self.lib, "espeak_ng_SetRandSeed"):
+            self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+            self.lib.espeak_ng_SetRandSeed(0)
+        ctypes.CDLL(None).srand(0)
         self.lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,

@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+
+from minitml.config import get_config
+from minitml.dmel import read_wav
+from minitml.world.dataset import load_dataset, make_dataset, to_blocks
+from minitml.world.export import export_fdb
+from minitml.world.scenarios import KINDS, make_scenario
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "train"
+    return make_dataset("train", n=18, seed=3, folder=folder, workers=2, progress=False)
+
+
+def test_dataset_is_reproducible_bit_for_bit(dataset, tmp_path):
+    again = make_dataset("train", n=18, seed=3, folder=tmp_path / "again", workers=1,
+                         progress=False)
+    for a, b in zip(sorted(dataset.glob("shard-*.pt")), sorted(again.glob("shard-*.pt"))):
+        assert a.read_bytes() == b.read_bytes()
+    assert (dataset / "index.json").read_text() == (again / "index.json").read_text()
+
+
+def test_dataset_contents(dataset):
+    examples = load_dataset(dataset)
+    assert [e["kind"] for e in examples] == [KINDS[i % 9] for i in range(18)]
+    index = json.loads((dataset / "index.json").read_text())
+    assert index["n"] == 18 and abs(index["seconds"] - sum(e["seconds"] for e in examples)) < 1e-6
+    cfg = get_config("tiny")
+    for e in examples[:9]:
+        assert e["user_tokens"].dtype == torch.uint8 and e["user_tokens"].shape[1] == 80
+        assert e["user_tokens"].shape == e["assistant_tokens"].shape
+        blocks = to_blocks(e, cfg)
+        assert blocks.n_turns == e["user_tokens"].shape[0] // 16
+        assert blocks.patches.shape[2:] == (4, 4800)
+        spoken = (blocks.out_text != 0).sum().item()
+        assert spoken > 0  # the assistant says something in every kind ...
+        if e["kind"] == "other_speaker":  # ... except when it should stay silent
+            pass
+
+
+def test_dataset_refuses_another_vocabulary(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    index = json.loads((copy / "index.json").read_text())
+    index["vocab_sha256"] = "0" * 64
+    (copy / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="another vocabulary"):
+        load_dataset(copy)
+    with pytest.raises(ValueError, match="not a minitml dataset"):
+        load_dataset(tmp_path)
+    with pytest.raises(ValueError, match="split must be"):
+        make_dataset("test", 2, folder=tmp_path / "x")
+
+
+def test_export_pause_is_cut_at_the_end_of_the_pause(tmp_path):
+    s = make_scenario("pause", 4, "heldout")
+    folder = export_fdb(s, tmp_path / "pause")
+    start, end = s.annotations["pauses"][0]
+    pause = json.loads((folder / "pause.json").read_text())
+    assert pause == [{"text": "[PAUSE]", "timestamp": [start, end]}]
+    audio, rate = read_wav(folder / "input.wav")
+    assert abs(audio.numel() / rate - end) < 1e-3
+    out = json.loads((folder / "output.json").read_text())
+    assert all(c["timestamp"][1] <= end + 1e-6 for c in out["chunks"])
+
+
+def test_export_turn_taking_and_interrupt(tmp_path):
+    s = make_scenario("smooth_turn", 2)
+    folder = export_fdb(s, tmp_path / "smooth")
+    tt = json.loads((folder / "turn_taking.json").read_text())
+    assert tt[0]["text"] == "[TURN-TAKING]" and tt[0]["timestamp"][0] == s.annotations["turn_ends"][0]
+    out = json.loads((folder / "output.json").read_text())
+    words = [w for w, _ in s.assistant_words if not w.startswith("<")]
+    assert [c["text"] for c in out["chunks"]] == words and out["text"] == " ".join(words)
+    assert all(c["timestamp"][0] < c["timestamp"][1] for c in out["chunks"])
+
+    s = make_scenario("interruption", 2)
+    folder = export_fdb(s, tmp_path / "interrupt")
+    intr = json.loads((folder / "interrupt.json").read_text())
+    assert intr[0]["timestamp"] == list(s.annotations["barge_in"])
+    assert intr[0]["interrupt"]
+
+
+def test_export_a_model_run(tmp_path):
+    s = make_scenario("smooth_turn", 5)
+    audio = torch.zeros_like(s.assistant_audio)
+    folder = export_fdb(s, tmp_path / "run", output_audio=audio,
+                        output_words=[("<call>", 1.0), ("seven", 2.0), ("nine", 2.3)])
+    out = json.loads((folder / "output.json").read_text())
+    assert [c["text"] for c in out["chunks"]] == ["seven", "nine"]
+    assert out["chunks"][0]["timestamp"] == [2.0, 2.3]
+    back, _ = read_wav(folder / "output.wav")
+    assert back.abs().max() == 0

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from minitml.train import Trainer, TrainConfig, collate, lr_at
+from minitml.world.dataset import load_dataset, make_dataset
+from minitml.world.vocab import VOCAB
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    train = load_dataset(make_dataset("train", 9, 1, folder=root / "t", progress=False))
+    val = load_dataset(make_dataset("heldout", 3, 1, folder=root / "v", progress=False))
+    return train, val
+
+
+def config(tmp_path, **kw):
+    base = dict(steps=4, batch_size=2, eval_every=2, warmup=2, max_turns=20, out=str(tmp_path))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_schedule():
+    tc = TrainConfig(lr=1.0, warmup=10, steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, tc) == pytest.approx(0.1) and lr_at(9, tc) == pytest.approx(1.0)
+    assert lr_at(60, tc) == pytest.approx(0.55) and lr_at(110, tc) == pytest.approx(0.1)
+
+
+def test_loss_falls_and_checkpoints_resume_exactly(data, tmp_path):
+    train, val = data
+    straight = Trainer(config(tmp_path / "a"), train, val, vocab=list(VOCAB))
+    history = straight.fit(progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert "val_loss" in history[1] and (tmp_path / "a" / "last.pt").exists()
+
+    half = Trainer(config(tmp_path / "b", steps=2), train, val, vocab=list(VOCAB))
+    half.fit(progress=False)
+    resumed = Trainer(config(tmp_path / "c"), train, val, vocab=list(VOCAB))
+    resumed.resume(tmp_path / "b" / "last.pt")
+    assert resumed.step == 2
+    resumed.fit(progress=False)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_collate_pads_with_silence(data):
+    from minitml.config import get_config
+    from minitml.world.dataset import to_blocks
+
+    cfg = get_config("tiny")
+    items = [to_blocks(e, cfg) for e in data[0][:3]]
+    batch = collate(items, cfg, max_turns=1000)
+    T = max(b.n_turns for b in items)
+    assert batch.user_audio.shape[:2] == (3, T)
+    short = min(range(3), key=lambda i: items[i].n_turns)
+    assert (batch.out_text[short, items[short].n_turns:] == 0).all()
+    assert collate(items, cfg, max_turns=5).n_turns == 5

@@ -75,10 +75,16 @@ def test_export_turn_taking_and_interrupt(tmp_path):
     folder = export_fdb(s, tmp_path / "smooth")
     tt = json.loads((folder / "turn_taking.json").read_text())
     assert tt[0]["text"] == "[TURN-TAKING]" and tt[0]["timestamp"][0] == s.annotations["turn_ends"][0]
+    # one user turn per sample: the clip ends where the user starts speaking again
+    later = [a for a, _ in s.annotations["user_speech"] if a > s.annotations["turn_ends"][0]]
+    clip_end = min(later) if later else s.user_audio.numel() / 16000
+    assert abs(tt[0]["timestamp"][1] - clip_end) < 1e-3
+    audio, rate = read_wav(folder / "input.wav")
+    assert abs(audio.numel() / rate - clip_end) < 1e-3
     out = json.loads((folder / "output.json").read_text())
-    words = [w for w, _ in s.assistant_words if not w.startswith("<")]
-    assert [c["text"] for c in out["chunks"]] == words and out["text"] == " ".join(words)
-    assert all(c["timestamp"][0] < c["timestamp"][1] for c in out["chunks"])
+    words = [w for w, t in s.assistant_words if not w.startswith("<") and t < clip_end]
+    assert words and [c["text"] for c in out["chunks"]] == words and out["text"] == " ".join(words)
+    assert all(c["timestamp"][0] < c["timestamp"][1] <= clip_end + 1e-3 for c in out["chunks"])
 
     s = make_scenario("interruption", 2)
     folder = export_fdb(s, tmp_path / "interrupt")

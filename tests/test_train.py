@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minitml.train import Trainer, TrainConfig, collate, lr_at
+from minitml.train import TrainConfig, Trainer, collate, lr_at
 from minitml.world.dataset import load_dataset, make_dataset
 from minitml.world.vocab import VOCAB
 

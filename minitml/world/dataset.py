@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -120,7 +121,9 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
         bar = tqdm(total=n, desc=f"{split} dialogues", unit="dlg")
     shards: dict[int, list[dict]] = {k: [] for k in range(len(jobs))}
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # "spawn": fresh interpreters. A forked child of a process that has already run
+        # multi-threaded torch can deadlock inside the OpenMP runtime.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for (_, k, _), examples in zip(pieces, pool.map(_generate, pieces)):
                 shards[k].extend(examples)
                 if bar:

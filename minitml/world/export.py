@@ -32,26 +32,29 @@ def word_chunks(words: list[tuple[str, float]], audio: torch.Tensor, sample_rate
                 max_word_s: float = 0.8) -> list[dict]:
     """[(word, start)] -> benchmark chunks with an end time for each spoken word.
 
-    A word ends where the next one starts (if that is soon), else where its
-    audio falls silent (20 ms frames more than 40 dB below the loudest).
-    Special tokens (<call>, <result>, ...) are not speech and are left out.
+    A word ends where the next one starts, or earlier where its audio falls
+    silent for 100 ms (20 ms frames more than 40 dB below the loudest), and
+    lasts at most `max_word_s`. Special tokens (<call>, <result>, ...) are not
+    speech and are left out.
     """
     spoken = [(w, t) for w, t in words if w not in SPECIAL and not w.startswith("<")]
     frame = sample_rate // 50  # 20 ms
     n = audio.shape[0] // frame
     level = audio[: n * frame].view(n, frame).pow(2).mean(1).clamp_min(1e-12).log10() * 10
-    loud = level > level.max() - 40 if n else level
+    loud = (level > level.max() - 40).tolist() if n else []
     chunks = []
     for i, (word, start) in enumerate(spoken):
-        end = start + max_word_s
-        if i + 1 < len(spoken) and spoken[i + 1][1] - start <= max_word_s:
-            end = spoken[i + 1][1]
-        else:
-            f = int(start * 50)
-            while f < n and loud[f] and (f + 1) / 50 < start + max_word_s:
-                f += 1
-            end = max(start + 0.1, f / 50)
-        chunks.append({"text": word, "timestamp": [round(start, 3), round(end, 3)]})
+        limit = start + max_word_s
+        if i + 1 < len(spoken):
+            limit = min(limit, spoken[i + 1][1])
+        f, quiet = int(start * 50) + 2, 0  # let the word begin before looking for its end
+        while f < n and (f + 1) / 50 < limit:
+            quiet = 0 if loud[f] else quiet + 1
+            if quiet == 5:  # 100 ms of silence: the word ended where it began
+                break
+            f += 1
+        end = min(limit, (f + 1 - quiet) / 50) if quiet == 5 else limit
+        chunks.append({"text": word, "timestamp": [round(start, 3), round(max(end, start + 0.05), 3)]})
     return chunks
 
 
@@ -73,6 +76,11 @@ def export_fdb(scenario, folder: str | Path, output_audio: torch.Tensor | None =
     clip_end = user.shape[0] / sr
     if scenario.kind == "pause" and a.get("pauses"):
         clip_end = a["pauses"][0][1]  # cut before the user resumes
+    if scenario.kind == "smooth_turn" and a.get("turn_ends"):
+        # One user turn per sample, as the benchmark's clips: cut before the next question.
+        later = [s for s, _ in a.get("user_speech", []) if s > a["turn_ends"][0] + 1e-6]
+        if later:
+            clip_end = min(later)
     n = int(round(clip_end * sr))
     user, out_audio = user[:n], out_audio[:n]
     out_words = [(w, t) for w, t in out_words if t < clip_end]

@@ -243,7 +243,7 @@ def _sentence(text: str, name: str, rate: int, pitch: int, pitch_range: int, sam
         # the end of the last active frame before the next word begins
         lo, hi = int(starts[i] / FRAME_S), max(int(round(nxt / FRAME_S)), int(starts[i] / FRAME_S) + 1)
         on = np.flatnonzero(active[lo:hi])
-        end = min((lo + on[-1] + 1) * FRAME_S, nxt) if len(on) else nxt
+        end = float(min((lo + on[-1] + 1) * FRAME_S, nxt)) if len(on) else float(nxt)
         timed.append((w, round(starts[i], 4), round(max(end, starts[i]), 4)))
     wave.setflags(write=False)
     return wave, tuple(timed)

@@ -93,6 +93,15 @@ def test_export_turn_taking_and_interrupt(tmp_path):
     assert intr[0]["interrupt"]
 
 
+def test_scenario_exports_itself(tmp_path):
+    import minitml.world as world
+
+    s = world.make_scenario("pause", 1, split="heldout")
+    folder = s.export_fdb(tmp_path / "p")
+    assert (folder / "pause.json").exists() and (folder / "input.wav").exists()
+    assert len(world.KINDS) == 9
+
+
 def test_export_a_model_run(tmp_path):
     s = make_scenario("smooth_turn", 5)
     audio = torch.zeros_like(s.assistant_audio)

@@ -237,6 +237,12 @@ class Scenario:
         """(2, N): channel 0 the microphone (user), channel 1 the assistant."""
         return torch.stack([self.user_audio, self.assistant_audio])
 
+    def export_fdb(self, folder, output_audio=None, output_words=None):
+        """Write this scenario (or a model's run on it) as a Full-Duplex-Bench v1 folder."""
+        from minitml.world.export import export_fdb
+
+        return export_fdb(self, folder, output_audio, output_words)
+
     def transcript(self) -> str:
         """The dialogue as text, one line per utterance with its time span."""
         return "\n".join(f"{a:5.2f}-{b:5.2f} {who:>9}: {text}"

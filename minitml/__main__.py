@@ -122,6 +122,31 @@ def train(args) -> int:
     return 0
 
 
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "tiny.pt"
+
+
+def evaluate_cmd(args) -> int:
+    """Closed-loop evaluation beside the scripted ground truth and the walkie-talkie baseline."""
+    from minitml.evaluate import evaluate, format_table
+    from minitml.model import InteractionModel
+    from minitml.world.scenarios import KINDS
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
+    model = None
+    if checkpoint.exists():
+        model = InteractionModel.from_checkpoint(checkpoint)
+    elif args.checkpoint:
+        raise SystemExit(f"no checkpoint at {checkpoint}")
+    else:
+        print(f"no trained checkpoint yet ({checkpoint} is missing): scoring the scripted "
+              f"ground truth and the walkie-talkie baselines only\n")
+    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    results = evaluate(model, kinds, args.n, split="heldout", out=args.out)
+    print(format_table(results))
+    print(f"\nwrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minitml")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +177,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="out/train")
     p.add_argument("--resume", default=None, help="a checkpoint to continue from")
     p.set_defaults(func=train)
+    p = sub.add_parser("eval", help="closed-loop evaluation on held-out scenarios")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped data/tiny.pt")
+    p.add_argument("--n", type=int, default=50, help="scenarios per kind")
+    p.add_argument("--kinds", default=None, help="comma-separated (default: all nine)")
+    p.add_argument("--out", default="out/eval")
+    p.set_defaults(func=evaluate_cmd)
     args = parser.parse_args(argv)
     return args.func(args)
 

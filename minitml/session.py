@@ -167,12 +167,14 @@ class Session:
             return []
         V = self.cfg.model.text_vocab_size
         if isinstance(text_in, str):
+            text_in = text_in.split()
+        if any(isinstance(w, str) for w in text_in):
             if self.vocab is None:
-                raise ValueError("text_in as a string needs a vocabulary; pass word ids instead")
-            unknown = [w for w in text_in.split() if w not in self.vocab]
+                raise ValueError("text_in as words needs a vocabulary; pass word ids instead")
+            unknown = [w for w in text_in if w not in self.vocab]
             if unknown:
                 raise ValueError(f"words not in the vocabulary: {unknown}")
-            return [self.vocab.index(w) for w in text_in.split()]
+            return [self.vocab.index(w) for w in text_in]
         ids = [int(i) for i in text_in]
         bad = [i for i in ids if not 0 <= i < V]
         if bad:
@@ -286,7 +288,7 @@ class Session:
             word = int(blk.out_text[0, 0, j])
             when = play_start + j * slot_s
             if word != PAD:
-                name = self.vocab[word] if self.vocab else f"<{word}>"
+                name = self.vocab[word] if self.vocab and word < len(self.vocab) else f"<{word}>"
                 words.append((name, when))
                 if word == self.call_id:
                     events.append(Event("background_call", when))
@@ -315,6 +317,8 @@ class Session:
         """
         audio = getattr(source, "user_audio", source)
         frames = getattr(source, "frames", frames)
+        if callable(frames):  # a Scenario draws its frames for a given frame size
+            frames = frames(self.cfg.vision)
         text_in = getattr(source, "text_in", text_in) or {}
         audio = torch.as_tensor(audio).float()
         n = self.cfg.audio.samples_per_micro_turn

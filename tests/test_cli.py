@@ -25,3 +25,12 @@ def test_presets_table(capsys):
     out = capsys.readouterr().out
     total = get_config("tml_small").param_counts()["total"]
     assert "tml_small" in out and f"{total:,d}" in out
+
+
+def test_eval_without_a_checkpoint_scores_ground_truth_and_baselines(tmp_path, capsys):
+    import json
+
+    assert main(["eval", "--n", "1", "--kinds", "smooth_turn", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["smooth_turn"]) == {"ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"}
+    assert "walkie_talkie_0.8" in capsys.readouterr().out

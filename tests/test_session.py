@@ -41,6 +41,7 @@ BAD_INPUTS = [
     (dict(audio=torch.zeros(3200), frame=torch.zeros(80, 80)), "grayscale|2-D|channels"),
     (dict(audio=torch.zeros(3200), text_in=[3, 999]), r"word ids must lie in \[0, 256\)"),
     (dict(audio=torch.zeros(3200), text_in="hello"), "needs a vocabulary"),
+    (dict(audio=torch.zeros(3200), text_in=["hello"]), "needs a vocabulary"),
 ]
 
 
@@ -145,3 +146,17 @@ def test_cost_and_memory_are_flat_over_a_long_session(model):
             cache_bytes.append(sum(c.nbytes() for c in session.caches))
     assert len(set(cache_bytes)) == 1
     assert session.next_position > 4 * get_config("tiny").window
+
+
+def test_run_takes_a_scenario_directly(model):
+    from minitml.world import VOCAB, make_scenario
+
+    scenario = make_scenario("background", 0)
+    session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB))
+    timeline = session.run(scenario, record=True)
+    assert len(timeline.outputs) == scenario.n_turns
+    assert not [e for e in timeline.events if e.kind == "error"]
+    turn = min(scenario.text_in)  # the tool result arrived as text-in words
+    assert session.recorded[turn].text_in[0, 0, 0] == VOCAB.index(scenario.text_in[turn][0])
+    # word ids beyond the named vocabulary render as placeholders instead of failing
+    assert all(isinstance(w, str) for w, _ in timeline.words)

@@ -1,0 +1,215 @@
+"""Closed-loop evaluation: the model, the scripted ceiling and a walkie-talkie, side by side.
+
+    results = evaluate(model, KINDS, n=50, out="runs/eval")
+    print(format_table(results))
+
+Three kinds of system answer the same held-out scenarios, and `metrics.score`
+judges them all the same way (Full-Duplex-Bench v1 definitions):
+
+    model              `run_model`: the model in a closed loop through `Session`.
+                       It hears the recorded user channel, sees the scenario's
+                       frames, reads its text-in, and its own outputs feed back.
+                       The user is a recording: a barge-in comes when it comes,
+                       whatever the model is saying (that is what "closed loop
+                       against a scripted user" means). Greedy decoding and
+                       overrun="ignore": the numbers do not depend on the
+                       machine's speed or on luck.
+    ground_truth       the scripted assistant: the ceiling (`metrics.ceiling`).
+    walkie_talkie_<t>  `walkie_talkie`: a cascaded voice pipeline that is given
+                       the correct answer for free, so only its *timing* is
+                       compared: an energy VAD waits for t seconds of silence.
+
+The walkie-talkie, rule by rule (what common voice stacks do, simplified):
+
+    VAD          20 ms frames; a frame is speech when its level is within
+                 VAD_DB of the channel's loudest frame (and VAD_FLOOR_DB above
+                 the noise floor, so a quiet clip's room noise is not speech).
+    turn end     after `threshold_s` of silence (0.5 s and 0.8 s): the decision
+                 time is the end of the last speech frame + threshold_s.
+    answer       at each decision it plays the next scripted assistant reply
+                 (words and audio, as scripted) that starts after the speech
+                 the VAD just heard end, shifted to the decision time (0 s of
+                 processing: generous). One reply at a time: a reply starts
+                 only after the previous one has finished. So in a `pause`
+                 longer than the threshold it answers inside the pause: the
+                 classic failure. A reply is played as scripted, including
+                 where the scripted assistant stopped for a barge-in, so it
+                 stops as late as it started. It cannot tell a bystander from
+                 the user: when bystanders fall silent, it answers them.
+    cannot       backchannel (the scripted "uh-huh"s are never its replies),
+                 watch or keep time (visual_cue / timer: it stays silent; the
+                 promise "okay, i will watch" would be a lie), or wait for a
+                 tool (background: it says the first reply, "let me check",
+                 and never the result).
+
+The VAD misses the quiet tail of some words (up to about 0.15 s below the
+noise), so its latency can fall slightly under its threshold: that is the
+VAD's error, kept, not hidden.
+
+`evaluate(..., out=DIR)` writes DIR/results.json ({kind: {system: summary}})
+and the model's runs as Full-Duplex-Bench v1 folders DIR/fdb/<kind>/<seed>/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from minitml.metrics import score, summarize
+from minitml.session import Session
+from minitml.world.scenarios import make_scenario
+from minitml.world.vocab import VOCAB
+
+FRAME_S = 0.02  # VAD frame
+VAD_DB = 35.0  # speech: within this many dB of the loudest frame ...
+VAD_FLOOR_DB = 6.0  # ... and this many dB above the noise floor (10th percentile level)
+PROCESSING_S = 0.0  # ASR + LLM + TTS time of the cascade: none, to be generous
+THRESHOLDS = (0.5, 0.8)
+
+
+# -- the model, in a closed loop ---------------------------------------------------------
+def run_model(model, scenario, vocab: list[str] | None = None):
+    """One closed-loop run -> (words [(word, t)], audio (N,)) on the scenario's clock.
+
+    vocab: the model's word list (default: the checkpoint's, else the toy world's)."""
+    if vocab is None:  # the checkpoint's vocabulary, else the toy world's
+        vocab = model.vocab if model.vocab is not None else list(VOCAB)
+    # ids the vocabulary does not name (an untrained model says them) are silent tokens
+    vocab = list(vocab) + [f"<unused{i}>" for i in range(len(vocab), model.cfg.model.text_vocab_size)]
+    index = {w: i for i, w in enumerate(vocab)}
+    missing = sorted({w for ws in scenario.text_in.values() for w in ws if w not in index})
+    if missing:
+        raise ValueError(f"text-in words not in the vocabulary: {missing}")
+    text_in = {t: [index[w] for w in ws] for t, ws in scenario.text_in.items()}
+    session = Session(model, overrun="ignore", temperature=0.0, vocab=vocab)
+    timeline = session.run(scenario.user_audio, frames=scenario.frames(model.cfg.vision),
+                           text_in=text_in)
+    return timeline.words, timeline.model_audio
+
+
+# -- the walkie-talkie baseline ------------------------------------------------------------
+def vad(audio: torch.Tensor, sample_rate: int) -> list[tuple[float, float]]:
+    """Energy VAD: the speech spans (start, end) in s, on the 20 ms frame grid."""
+    frame = round(FRAME_S * sample_rate)
+    n = audio.shape[0] // frame
+    if n == 0:
+        return []
+    level = audio[: n * frame].view(n, frame).pow(2).mean(1).clamp_min(1e-12).log10() * 10
+    floor = float(level.quantile(0.1))
+    speech = (level > max(float(level.max()) - VAD_DB, floor + VAD_FLOOR_DB)).tolist()
+    spans, start = [], None
+    for i, s in enumerate(speech + [False]):
+        if s and start is None:
+            start = i
+        elif not s and start is not None:
+            spans.append((start * FRAME_S, i * FRAME_S))
+            start = None
+    return spans
+
+
+def turn_ends(spans, threshold_s: float, duration: float) -> list[tuple[float, float]]:
+    """[(speech end, decision time)]: each end followed by threshold_s of silence."""
+    out = []
+    for i, (_, end) in enumerate(spans):
+        decide = end + threshold_s
+        nxt = spans[i + 1][0] if i + 1 < len(spans) else float("inf")
+        if decide <= nxt + 1e-9 and decide < duration:
+            out.append((end, decide))
+    return out
+
+
+def _replies(scenario) -> list[tuple[float, float, list[tuple[str, float]]]]:
+    """The scripted replies the walkie-talkie may say: [(start, end, words)]."""
+    ann, kind = scenario.annotations, scenario.kind
+    if kind in ("visual_cue", "timer"):
+        return []  # cannot watch, cannot keep time
+    backchannels = ann.get("backchannels", [])
+    spans = [(a, b) for a, b in sorted(ann["assistant_speech"])
+             if not any(abs(a - c) < 1e-6 for c, _ in backchannels)]
+    if kind == "background":
+        spans = spans[:1]  # "let me check"; the result never comes
+    spoken = [(w, t) for w, t in scenario.assistant_words if not w.startswith("<")]
+    return [(a, b, [(w, t) for w, t in spoken if a - 1e-3 <= t < b]) for a, b in spans]
+
+
+def walkie_talkie(scenario, threshold_s: float):
+    """The cascaded baseline -> (words [(word, t)], audio (N,)); see the module docstring."""
+    sr, dur = scenario.sample_rate, scenario.duration
+    audio = torch.zeros_like(scenario.assistant_audio)
+    words: list[tuple[str, float]] = []
+    replies, busy_until, k = _replies(scenario), 0.0, 0
+    for heard_end, decide in turn_ends(vad(scenario.user_audio, sr), threshold_s, dur):
+        while k < len(replies) and replies[k][0] <= heard_end:
+            k += 1  # a reply to speech before this turn: too late for it now
+        if k == len(replies):
+            break
+        a, b, said = replies[k]
+        k += 1
+        at = max(decide + PROCESSING_S, busy_until)
+        shift, busy_until = at - a, at + (b - a)
+        piece = scenario.assistant_audio[round(a * sr):round(b * sr)]
+        i0 = round(at * sr)
+        piece = piece[: max(0, audio.shape[0] - i0)]
+        audio[i0:i0 + piece.shape[0]] = piece
+        words += [(w, round(t + shift, 6)) for w, t in said if t + shift < dur]
+    return words, audio
+
+
+# -- the whole benchmark ----------------------------------------------------------------
+def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=None,
+             vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True) -> dict:
+    """Score n scenarios per kind (seeds seed..seed+n-1) -> {kind: {system: summary}}.
+
+    Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>".
+    With `out`: out/results.json, and the model's runs under out/fdb/<kind>/<seed>/."""
+    jobs = [(kind, i) for kind in kinds for i in range(seed, seed + n)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        jobs = tqdm(jobs, desc="evaluate")
+    rows: dict[str, list[dict]] = {}
+    for kind, i in jobs:
+        s = make_scenario(kind, i, split)
+        runs = {}
+        if model is not None:
+            runs["model"] = run_model(model, s, vocab)
+            if out is not None:
+                s.export_fdb(Path(out) / "fdb" / kind / str(i), runs["model"][1], runs["model"][0])
+        runs["ground_truth"] = (s.assistant_words, s.assistant_audio)
+        for t in thresholds:
+            runs[f"walkie_talkie_{t}"] = walkie_talkie(s, t)
+        for system, (words, audio) in runs.items():
+            rows.setdefault(system, []).append(score(s, words, audio))
+    by_system = {system: summarize(r) for system, r in rows.items()}
+    results = {kind: {system: by_system[system][kind] for system in by_system} for kind in kinds}
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def format_table(results: dict) -> str:
+    """One table per kind: a row per metric, a column per system."""
+    blocks = []
+    for kind, systems in results.items():
+        names = list(systems)
+        metrics = list(dict.fromkeys(m for s in systems.values() for m in s if not m.endswith("_runs")))
+        width = max(len(m) for m in metrics + ["metric"])
+        cols = [max(len(nm), 6) for nm in names]
+        lines = [f"## {kind}",
+                 "  ".join(["metric".ljust(width)] + [nm.rjust(c) for nm, c in zip(names, cols)])]
+        for m in metrics:
+            cells = [_cell(systems[nm].get(m)) for nm in names]
+            lines.append("  ".join([m.ljust(width)] + [c.rjust(w) for c, w in zip(cells, cols)]))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+
+from minitml.config import get_config
+from minitml.evaluate import FRAME_S, evaluate, format_table, run_model, walkie_talkie
+from minitml.metrics import ceiling, score
+from minitml.model import InteractionModel
+from minitml.world.scenarios import make_scenario
+
+SEEDS = range(6)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_walkie_talkie_waits_for_its_silence_threshold(threshold):
+    for seed in SEEDS:
+        s = make_scenario("smooth_turn", seed, "heldout")
+        row = score(s, *walkie_talkie(s, threshold))
+        assert row["took_turn"]
+        # never before the threshold, except for the quiet word tail the VAD cannot hear
+        assert threshold - 0.15 <= row["latency"] <= threshold + 2 * FRAME_S
+
+
+def test_walkie_talkie_talks_into_a_pause_longer_than_its_threshold():
+    checked, takeovers = 0, 0
+    for seed in range(12):
+        s = make_scenario("pause", seed, "heldout")
+        a, b = s.annotations["pauses"][0]
+        if b - a < 0.5 + 0.1:
+            continue
+        words, audio = walkie_talkie(s, 0.5)
+        assert any(a + 0.5 - 0.15 <= t < b for _, t in words), "it should answer inside the pause"
+        takeovers += score(s, words, audio)["took_turn"]  # >= 1 s or > 3 words inside the pause
+        checked += 1
+    assert checked >= 6 and takeovers >= 3
+
+
+def test_walkie_talkie_cannot_backchannel_or_keep_time():
+    for seed in range(3):
+        s = make_scenario("backchannel", seed, "heldout")
+        for threshold in (0.5, 0.8):
+            words, _ = walkie_talkie(s, threshold)
+            bc = [w for a, b in s.annotations["backchannels"] for w, t in s.assistant_words if a <= t < b]
+            assert not set(bc) & {w for w, _ in words}  # never the "uh-huh"s
+        s = make_scenario("timer", seed, "heldout")
+        words, audio = walkie_talkie(s, 0.5)
+        assert words == [] and not audio.any()
+        assert score(s, words, audio)["on_time"] is False
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return InteractionModel(get_config("tiny")).eval()
+
+
+def test_run_model_is_deterministic(model):
+    s = make_scenario("pause", 0, "heldout")
+    words, audio = run_model(model, s)
+    again, audio2 = run_model(model, s)
+    assert words == again and torch.equal(audio, audio2)
+    assert audio.shape == s.user_audio.shape
+
+
+def test_evaluate_writes_results_and_fdb_folders(model, tmp_path):
+    kinds = ["smooth_turn", "pause"]
+    results = evaluate(model, kinds, n=2, out=tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    systems = ["model", "ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"]
+    truth = ceiling(kinds, 2)
+    for kind in kinds:
+        assert list(results[kind]) == systems
+        assert all(results[kind][s]["n"] == 2 for s in systems)
+        assert results[kind]["ground_truth"] == truth[kind]
+        for seed in range(2):
+            folder = tmp_path / "fdb" / kind / str(seed)
+            assert (folder / "output.json").exists() and (folder / "output.wav").exists()
+    table = format_table(results)
+    assert "## smooth_turn" in table and "walkie_talkie_0.8" in table

@@ -121,9 +121,11 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
         bar = tqdm(total=n, desc=f"{split} dialogues", unit="dlg")
     shards: dict[int, list[dict]] = {k: [] for k in range(len(jobs))}
     if workers > 1:
-        # "spawn": fresh interpreters. A forked child of a process that has already run
-        # multi-threaded torch can deadlock inside the OpenMP runtime.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # Fork where it exists: workers start at once and need no importable __main__.
+        # Each worker first drops to one torch thread (see _generate): a forked child of a
+        # process that has run multi-threaded torch must not touch the inherited OpenMP pool.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             for (_, k, _), examples in zip(pieces, pool.map(_generate, pieces)):
                 shards[k].extend(examples)
                 if bar:

@@ -112,3 +112,19 @@ def test_export_a_model_run(tmp_path):
     assert out["chunks"][0]["timestamp"] == [2.0, 2.3]
     back, _ = read_wav(folder / "output.wav")
     assert back.abs().max() == 0
+
+
+def test_many_dialogues_from_workers_do_not_exhaust_open_files(tmp_path):
+    """Workers hand back bytes, not tensors: tensors would travel as one open file each."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))\n"
+        "from minitml.world.dataset import make_dataset, load_dataset\n"
+        f"p = make_dataset('train', 40, 7, folder={str(tmp_path / 'd')!r}, workers=2, progress=False)\n"
+        "print(len(load_dataset(p)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "40"

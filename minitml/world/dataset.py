@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -77,13 +78,22 @@ def encode_scenario(scenario, dmel: DMel) -> dict:
 
 
 def _generate(job: tuple[str, int, list[tuple[str, int]]]) -> list[dict]:
-    """Worker: make and encode the scenarios of one shard."""
+    """Make and encode the scenarios of one piece of a shard."""
     from minitml.world.scenarios import make_scenario
 
     split, _, items = job
     torch.set_num_threads(1)
     dmel = DMel(AudioConfig())
     return [encode_scenario(make_scenario(kind, s, split), dmel) for kind, s in items]
+
+
+def _generate_bytes(job) -> bytes:
+    """Worker: the same, returned as serialized bytes. (Tensors sent between processes
+    as tensors travel as shared-memory file descriptors, and thousands of them in
+    flight exhaust the limit on open files.)"""
+    buffer = io.BytesIO()
+    torch.save(_generate(job), buffer)
+    return buffer.getvalue()
 
 
 def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = None,
@@ -126,7 +136,8 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
         # process that has run multi-threaded torch must not touch the inherited OpenMP pool.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            for (_, k, _), examples in zip(pieces, pool.map(_generate, pieces)):
+            for (_, k, _), blob in zip(pieces, pool.map(_generate_bytes, pieces)):
+                examples = torch.load(io.BytesIO(blob), weights_only=True)
                 shards[k].extend(examples)
                 if bar:
                     bar.update(len(examples))

@@ -548,22 +548,13 @@ def echo_batch(generator):
     return Blocks.cat(crops)  # dim=0 stacks conversations
 
 
-def flow_from_zero(head, h):
-    """FlowHead.sample with the starting noise set to zero: the flow's "mode", not a sample."""
-    x = torch.zeros(*h.shape[:-1], head.n)
-    for step in range(head.steps):
-        t = torch.full((*h.shape[:-1], 1), step / head.steps)
-        x = x + head.velocity(x, t, h) / head.steps  # one Euler step along v
-    return dmel.quantize(x * head.scale + head.centre).view(*h.shape[:-1], k_frames, n_mels)
-
-
 def head_tokens(model, hidden, how, generator):
     """Mel tokens (..., k, 80) from predictor hidden states (..., d), greedy or sampled."""
     if isinstance(model.mel_head, DMelHead):
         logits = model.mel_head(hidden)
         return DMelHead.sample(logits, 0.0 if how == "greedy" else 1.0, generator)
     if how == "greedy":
-        return flow_from_zero(model.mel_head, hidden)
+        return model.mel_head.sample(hidden, noise_scale=0.0)  # Euler steps from zero noise
     return model.mel_head.sample(hidden, generator)  # what a Session does
 
 

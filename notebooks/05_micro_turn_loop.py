@@ -341,21 +341,18 @@ plt.show()
 #   stacks wait 0.5 s to 0.8 s. Its floor is $s + \text{threshold} + c$, even if we give it the
 #   answer for free and the same compute per step.
 #
-# The energy VAD in a few lines: 20 ms frames, a frame is speech when its level is above
-# -50 dB full scale, and the turn is declared over after `threshold` seconds of non-speech.
+# The energy VAD is the baseline's own (`minitml.evaluate.vad`): 20 ms frames, a frame is
+# speech when its level is within 35 dB of the loudest frame (and clear of the noise floor);
+# `turn_ends` declares a turn over after `threshold` seconds of non-speech.
 
 # %%
-def energy_vad(x, threshold_s, frame_s=0.02, floor_db=-50.0):
+from minitml.evaluate import turn_ends, vad
+
+
+def energy_vad(x, threshold_s):
     """(end of speech, time the end is declared) in s, or None if the speech never ends."""
-    n = int(frame_s * SR)
-    frames = x[: x.numel() // n * n].view(-1, n)  # (n_frames, n)
-    loud = (20 * torch.log10(frames.pow(2).mean(1).sqrt() + 1e-10) > floor_db).tolist()
-    quiet = 0  # frames of non-speech in a row
-    for i, is_loud in enumerate(loud):
-        quiet = 0 if is_loud else quiet + 1
-        if any(loud[:i]) and quiet * frame_s >= threshold_s - 1e-9:
-            return (i + 1 - quiet) * frame_s, (i + 1) * frame_s
-    return None
+    ends = turn_ends(vad(x, SR), threshold_s, x.numel() / SR)
+    return ends[0] if ends else None
 
 
 s_end, _ = energy_vad(wave, 0.5)

@@ -70,10 +70,12 @@ THRESHOLDS = (0.5, 0.8)
 
 
 # -- the model, in a closed loop ---------------------------------------------------------
-def run_model(model, scenario, vocab: list[str] | None = None):
+def run_model(model, scenario, vocab: list[str] | None = None, temperature: float = 0.0):
     """One closed-loop run -> (words [(word, t)], audio (N,)) on the scenario's clock.
 
-    vocab: the model's word list (default: the checkpoint's, else the toy world's)."""
+    vocab: the model's word list (default: the checkpoint's, else the toy world's).
+    temperature: 0 is greedy (`session.greedy_word`); above 0 words are sampled, with the
+    session's fixed seed, so a run is still repeatable."""
     if vocab is None:  # the checkpoint's vocabulary, else the toy world's
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
     # ids the vocabulary does not name (an untrained model says them) are silent tokens
@@ -83,7 +85,7 @@ def run_model(model, scenario, vocab: list[str] | None = None):
     if missing:
         raise ValueError(f"text-in words not in the vocabulary: {missing}")
     text_in = {t: [index[w] for w in ws] for t, ws in scenario.text_in.items()}
-    session = Session(model, overrun="ignore", temperature=0.0, vocab=vocab)
+    session = Session(model, overrun="ignore", temperature=temperature, vocab=vocab)
     timeline = session.run(scenario.user_audio, frames=scenario.frames(model.cfg.vision),
                            text_in=text_in)
     return timeline.words, timeline.model_audio
@@ -159,7 +161,8 @@ def walkie_talkie(scenario, threshold_s: float):
 
 # -- the whole benchmark ----------------------------------------------------------------
 def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=None,
-             vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True) -> dict:
+             vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True,
+             temperature: float = 0.0) -> dict:
     """Score n scenarios per kind (seeds seed..seed+n-1) -> {kind: {system: summary}}.
 
     Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>".
@@ -174,7 +177,7 @@ def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=No
         s = make_scenario(kind, i, split)
         runs = {}
         if model is not None:
-            runs["model"] = run_model(model, s, vocab)
+            runs["model"] = run_model(model, s, vocab, temperature)
             if out is not None:
                 s.export_fdb(Path(out) / "fdb" / kind / str(i), runs["model"][1], runs["model"][0])
         runs["ground_truth"] = (s.assistant_words, s.assistant_audio)
@@ -213,3 +216,91 @@ def format_table(results: dict) -> str:
             lines.append("  ".join([m.ljust(width)] + [c.rjust(w) for c, w in zip(cells, cols)]))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# -- the targets of the shipped checkpoint ---------------------------------------------------
+# (kind, metric, test, goal): "min" the rate must reach goal, "max" it must not pass it,
+# "near_truth" the value must lie within goal (a fraction) of the ground truth's.
+TARGETS = [
+    ("smooth_turn", "took_turn", "min", 0.9),
+    ("smooth_turn", "latency", "max", 0.40),
+    ("pause", "took_turn", "max", 0.15),
+    ("backchannel", "took_turn", "max", 0.15),
+    ("backchannel", "n_backchannels", "near_truth", 0.5),
+    ("interruption", "stopped_within_0_4", "min", 0.9),
+    ("interruption", "answered", "min", 0.8),
+    ("hesitation", "offered_help", "min", 0.7),
+    ("visual_cue", "on_time", "min", 0.7),
+    ("visual_cue", "early", "max", 0.1),
+    ("timer", "on_time", "min", 0.7),
+    ("timer", "early", "max", 0.1),
+    ("background", "correct", "min", 0.8),
+    ("background", "over_user", "max", 0.0),
+    ("other_speaker", "took_turn", "max", 0.2),
+]
+
+
+def check_targets(results: dict, system: str = "model") -> list[dict]:
+    """Each target of TARGETS that `results` covers -> {kind, metric, goal, value, truth, met}.
+
+    A metric with no value (no takeover, so no latency) does not meet its target."""
+    rows = []
+    for kind, metric, test, goal in TARGETS:
+        if kind not in results or system not in results[kind]:
+            continue
+        value = results[kind][system].get(metric)
+        truth = results[kind].get("ground_truth", {}).get(metric)
+        if value is None:
+            met = False
+        elif test == "min":
+            met = value >= goal
+        elif test == "max":
+            met = value <= goal + 1e-9
+        else:
+            met = truth is not None and abs(value - truth) <= goal * truth
+        text = {"min": f">= {goal:g}", "max": f"<= {goal:g}",
+                "near_truth": f"within {goal:.0%} of truth"}[test]
+        rows.append({"kind": kind, "metric": metric, "goal": text, "value": value, "truth": truth,
+                     "met": met})
+    return rows
+
+
+def format_targets(rows: list[dict]) -> str:
+    lines = [f"{'kind':14s} {'metric':19s} {'goal':22s} {'model':>6s} {'truth':>6s}  met"]
+    for r in rows:
+        lines.append(f"{r['kind']:14s} {r['metric']:19s} {r['goal']:22s} {_cell(r['value']):>6s} "
+                     f"{_cell(r['truth']):>6s}  {'yes' if r['met'] else 'NO'}")
+    return "\n".join(lines)
+
+
+# -- one run, drawn ---------------------------------------------------------------------------
+def plot_run(scenario, words, audio, ax=None, title: str = ""):
+    """The user's channel above, a system's below, its words, and the scenario's cues."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 2.8))
+    sr, ann = scenario.sample_rate, scenario.annotations
+    t = (torch.arange(scenario.user_audio.shape[0]) / sr).numpy()
+    ax.plot(t, (scenario.user_audio + 1.0).numpy(), lw=0.4, color="tab:blue")
+    ax.plot(t[: audio.shape[0]], (audio - 1.0).numpy(), lw=0.4, color="tab:orange")
+    for word, when in words:
+        ax.text(when, -2.15, word, fontsize=7, rotation=45, color="black" if word.startswith("<") else
+                "tab:orange", ha="left", va="top")
+    for a, b in ann.get("pauses", []):
+        ax.axvspan(a, b, color="gold", alpha=0.25, lw=0)
+    if "barge_in" in ann:
+        ax.axvspan(*ann["barge_in"], color="red", alpha=0.15, lw=0)
+    cues = [(x, "turn end", "green") for x in ann.get("turn_ends", [])]
+    cues += [(ann[k], k.replace("_", " "), "purple") for k in ("cue_time", "timer_target") if k in ann]
+    if "call" in ann:
+        cues.append((ann["call"]["arrived"], "result in", "black"))
+    for x, label, colour in cues:
+        ax.axvline(x, color=colour, lw=0.8, ls="--")
+        ax.text(x, 2.0, " " + label, fontsize=7, color=colour, va="top")
+    ax.set_yticks([1.0, -1.0], ["user", "system"])
+    ax.set_ylim(-2.9, 2.1)
+    ax.set_xlim(0, scenario.duration)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or f"{scenario.kind} (seed {scenario.seed})", fontsize=10)
+    return ax

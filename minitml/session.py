@@ -26,6 +26,12 @@ catch-up step: it still hears its input (context is never dropped) but says
 silence without generating, in one forward call, until the session is back
 on time. `overrun="ignore"` only records the lag. Either way every miss is an
 event in the log, never hidden.
+
+A background model (`background=ToolExecutor()` or `NeuralBackground()`, see
+minitml/background.py) runs beside the loop: the words the model says between
+`<call>` and `</call>` are submitted with a context package, and each step
+first collects what came back into the text-in queue. The step never waits
+for it; calls, results, cancellations and failures are events.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from minitml.stream import PAD, Blocks, empty_blocks
 @dataclass
 class Event:
     kind: str  # speech_start, took_turn, backchannel, yielded, background_call,
+    #            background_result, background_cancelled, background_error,
     #            deadline_miss, catch_up, error
     time: float  # seconds on the session clock (when it is heard / played)
     detail: str = ""
@@ -104,11 +111,26 @@ class EventTracker:
             self.start = None
 
 
+def greedy_word(logits: torch.Tensor) -> int:
+    """Greedy decoding of one monologue slot, (V,) logits -> word id, in two questions.
+
+    "Speak now?" is yes when PAD has less than half the probability; only then "which
+    word?" picks the most likely non-PAD word. A plain argmax over all words splits the
+    "yes" between "sure", "okay", "well", ... and lets PAD win even when speaking is the
+    likelier choice: at a turn end P(speak) may be 0.7 while no single word has 0.3.
+    """
+    probs = torch.softmax(logits.float(), dim=-1)
+    if probs[PAD] >= 0.5:
+        return PAD
+    return int(probs[PAD + 1:].argmax()) + PAD + 1
+
+
 class Session:
     def __init__(self, model: InteractionModel, *, temperature: float = 0.0, top_k: int = 0,
                  mel_temperature: float = 0.0, seed: int = 0, vocab: list[str] | None = None,
                  vocode: bool = True, overrun: str = "catch_up", budget_ms: float | None = None,
-                 record_logits: bool = False, call_word: str = "<call>", warmup: bool = True):
+                 record_logits: bool = False, call_word: str = "<call>", warmup: bool = True,
+                 background=None):
         if overrun not in ("catch_up", "ignore"):
             raise ValueError(f"overrun must be 'catch_up' or 'ignore', got {overrun!r}")
         self.model = model.eval()
@@ -120,6 +142,16 @@ class Session:
         self.vocode, self.overrun, self.record_logits = vocode, overrun, record_logits
         self.budget_ms = budget_ms if budget_ms is not None else self.cfg.audio.micro_turn_ms
         self.call_id = self.vocab.index(call_word) if self.vocab and call_word in self.vocab else None
+        self.handoff = None  # the background model's handoff (minitml.background.Handoff)
+        self._background_events: list[Event] = []  # events for the next step's output
+        if background is not None:
+            from minitml.background import Handoff
+            from minitml.world.vocab import VOCAB
+
+            self.vocab = self.vocab or VOCAB  # calls and results are words: the toy vocabulary
+            self.handoff = Handoff(background, self.cfg.audio.micro_turn_ms / 1000,
+                                   self.layout.n_text_in, self.vocab)
+            background.start()
         self.dmel = DMel(self.cfg.audio)
         self.seed = seed
         self.reset()
@@ -140,6 +172,27 @@ class Session:
         self.text_queue: deque[int] = deque()
         self.late_ms = 0.0
         self.recorded: list[Blocks] = []  # what the model saw and said, when record=True
+        if self.handoff is not None:  # pending calls belong to the old conversation
+            self.handoff.reset()
+            self._background_events = []
+
+    def cancel_background(self, call_id: int | None = None) -> list[Event]:
+        """Cancel a background call (all pending calls with None): it delivers nothing more."""
+        if self.handoff is None:
+            return []
+        events = self.handoff.cancel(call_id, self.turn * self.cfg.audio.micro_turn_ms / 1000)
+        self._background_events += events
+        return events
+
+    def close(self):
+        """Stop the background model's worker (if any)."""
+        if self.handoff is not None:
+            self.handoff.background.close()
+
+    def _background_error(self, what: str, err: Exception) -> Event:
+        """A fault in the handoff is an event, never the end of the session."""
+        now = self.turn * self.cfg.audio.micro_turn_ms / 1000
+        return Event("background_error", now, f"{what}: {type(err).__name__}: {err}")
 
     # -- checking input ---------------------------------------------------------------
     def _check_audio(self, audio, sample_rate):
@@ -184,7 +237,7 @@ class Session:
     # -- sampling ------------------------------------------------------------------------
     def _sample_text(self, logits: torch.Tensor) -> int:
         if self.temperature <= 0:
-            return int(logits.argmax())
+            return greedy_word(logits)
         logits = logits / self.temperature
         if self.top_k > 0:
             kth = torch.topk(logits, min(self.top_k, logits.numel())).values[-1]
@@ -230,7 +283,16 @@ class Session:
         lay, cfg = self.layout, self.cfg
         A, k = lay.n_audio, lay.frames_per_token
         self.text_queue.extend(new_text)
+        if self.handoff is not None:  # results that came back join the text-in queue
+            try:
+                results, events = self.handoff.poll(self.turn, len(self.text_queue))
+                self.text_queue.extend(self.vocab.index(w) for w in results)
+            except Exception as err:
+                events = [self._background_error("poll", err)]
+            self._background_events += events
         slots = [self.text_queue.popleft() if self.text_queue else PAD for _ in range(lay.n_text_in)]
+        if self.handoff is not None:
+            self.handoff.heard([self.vocab[i] for i in slots if i != PAD])
         heard = self.listener.push(wave)  # (16, 80) causal dMel
         blk = empty_blocks(cfg, 1)
         blk.patches[0, 0] = patches
@@ -276,7 +338,7 @@ class Session:
         ms = self.cfg.audio.micro_turn_ms
         slot_s = ms / 1000 / A
         play_start = (t + 1) * ms / 1000  # output t is played from 200(t+1) ms on
-        events: list[Event] = []
+        events, self._background_events = self._background_events, []
         if catch_up:
             events.append(Event("catch_up", play_start, "said silence to get back on time"))
         if compute_ms > self.budget_ms:
@@ -290,7 +352,12 @@ class Session:
             if word != PAD:
                 name = self.vocab[word] if self.vocab and word < len(self.vocab) else f"<{word}>"
                 words.append((name, when))
-                if word == self.call_id:
+                if self.handoff is not None:  # collects the call words; submits at </call>
+                    try:
+                        events += self.handoff.observe(name, when, t)
+                    except Exception as err:
+                        events.append(self._background_error("observe", err))
+                elif word == self.call_id:
                     events.append(Event("background_call", when))
             self.tracker.update(when, slot_s, word != PAD, blk.out_audio[0, 0, j].cpu(),
                                 user_speaking, events)
@@ -320,6 +387,12 @@ class Session:
         if callable(frames):  # a Scenario draws its frames for a given frame size
             frames = frames(self.cfg.vision)
         text_in = getattr(source, "text_in", text_in) or {}
+        call = getattr(source, "annotations", {}).get("call")
+        if self.handoff is not None and call is not None:
+            # the attached background model answers the call itself: the scenario's
+            # scripted result is not fed as well
+            first, last = call["result_turns"]
+            text_in = {t: words for t, words in text_in.items() if not first <= t <= last}
         audio = torch.as_tensor(audio).float()
         n = self.cfg.audio.samples_per_micro_turn
         n_turns = -(-audio.shape[-1] // n)
@@ -388,8 +461,9 @@ class Timeline:
         for word, when in self.words:
             ax.text(when, -2.1, word, fontsize=7, rotation=45, color="tab:orange")
         colours = {"took_turn": "green", "backchannel": "purple", "yielded": "red",
-                   "background_call": "black", "deadline_miss": "crimson", "catch_up": "gray",
-                   "error": "crimson"}
+                   "background_call": "black", "background_result": "teal",
+                   "background_cancelled": "gray", "background_error": "crimson",
+                   "deadline_miss": "crimson", "catch_up": "gray", "error": "crimson"}
         for e in self.events:
             if e.kind in colours:
                 ax.axvline(e.time, color=colours[e.kind], lw=0.8, ls="--")

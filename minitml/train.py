@@ -1,6 +1,6 @@
 """Training: teach the interaction model when to speak, and what, from toy conversations.
 
-    python -m minitml train --preset tiny --steps 1200 --out out/train
+    python -m minitml train --preset tiny --steps 1000 --threads 1 --out out/train
 
 One process, CPU or GPU. Each step takes a batch of whole conversations,
 packed as micro-turn blocks (the assistant's channel shifted one micro-turn),
@@ -36,18 +36,19 @@ from minitml.stream import Blocks, empty_blocks
 @dataclass
 class TrainConfig:
     preset: str = "tiny"  # model preset (minitml.config.get_config)
-    train_dialogues: int = 3000  # generated training conversations
+    train_dialogues: int = 6000  # generated training conversations (about 14 hours)
     val_dialogues: int = 180  # held-out conversations for validation
     data_seed: int = 0  # seed of both datasets
     batch_size: int = 16  # conversations per step
-    max_turns: int = 50  # longer conversations are cropped (50 micro-turns = 10 s)
-    steps: int = 1200  # optimiser steps
+    max_turns: int = 70  # longer conversations are cropped (70 micro-turns = 14 s: none is)
+    steps: int = 1000  # optimiser steps
     lr: float = 3e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm
     text_weight: float = 1.0  # weight of the monologue-word loss
+    word_weight: float = 1.0  # weight of a word target against a PAD target inside it
     mel_weight: float = 1.0  # weight of the dMel loss
     eval_every: int = 100  # steps between validations (and checkpoints)
     seed: int = 0  # model init and batch order
@@ -122,7 +123,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():
-            losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight)
+            losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight,
+                                     word_weight=self.tc.word_weight)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -144,7 +146,8 @@ class Trainer:
         for start in range(0, n, self.tc.batch_size):
             blocks = self.batch(self.val_examples, list(range(start, min(n, start + self.tc.batch_size))))
             with self.autocast():
-                losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight)
+                losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight,
+                                         word_weight=self.tc.word_weight)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size
         return {f"val_{k}": v / n for k, v in totals.items()}
@@ -170,17 +173,20 @@ class Trainer:
         self.history = json.loads(ckpt["extra"]["history"])
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, progress: bool = True) -> list[dict]:
+    def fit(self, progress: bool = True, until: int | None = None) -> list[dict]:
+        """Train to tc.steps (or stop early at step `until`: call fit again to go on)."""
         from tqdm.auto import tqdm
 
         out = Path(self.tc.out)
         out.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=self.tc.steps, initial=self.step, desc="training", disable=not progress)
+        stop = self.tc.steps if until is None else min(until, self.tc.steps)
+        bar = tqdm(total=stop, initial=self.step, desc="training", disable=not progress)
         start, tokens = time.perf_counter(), 0
-        while self.step < self.tc.steps:
+        while self.step < stop:
             row = self.train_step()
             tokens += row["tokens"]
-            row["tokens_per_s"] = tokens / (time.perf_counter() - start)
+            row["elapsed_s"] = time.perf_counter() - start  # wall time of this fit call
+            row["tokens_per_s"] = tokens / row["elapsed_s"]
             if self.step % self.tc.eval_every == 0 or self.step == self.tc.steps:
                 row.update(self.validate())
                 self.history.append(row)
@@ -191,7 +197,11 @@ class Trainer:
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             bar.update(1)
         bar.close()
-        (out / "history.json").write_text(json.dumps(self.history))
+        if self.step == self.tc.steps:
+            (out / "history.json").write_text(json.dumps(self.history))
+            # the weights alone (no optimiser state): a third of the size, what gets shipped
+            self.model.save(out / "model.pt", vocab=self.vocab, step=self.step,
+                            extra={"train_config": asdict(self.tc), "history": json.dumps(self.history)})
         return self.history
 
 

@@ -79,3 +79,38 @@ def test_evaluate_writes_results_and_fdb_folders(model, tmp_path):
             assert (folder / "output.json").exists() and (folder / "output.wav").exists()
     table = format_table(results)
     assert "## smooth_turn" in table and "walkie_talkie_0.8" in table
+
+
+def test_targets_are_judged_against_their_goals():
+    from minitml.evaluate import check_targets, format_targets
+
+    results = {
+        "smooth_turn": {"model": {"took_turn": 0.95, "latency": 0.5},
+                        "ground_truth": {"took_turn": 1.0, "latency": 0.2}},
+        "pause": {"model": {"took_turn": 0.1}, "ground_truth": {"took_turn": 0.0}},
+        "backchannel": {"model": {"took_turn": 0.0, "n_backchannels": 0.7},
+                        "ground_truth": {"took_turn": 0.0, "n_backchannels": 1.6}},
+        "hesitation": {"model": {"offered_help": None}, "ground_truth": {"offered_help": 1.0}},
+    }
+    met = {(r["kind"], r["metric"]): r["met"] for r in check_targets(results)}
+    assert met == {("smooth_turn", "took_turn"): True, ("smooth_turn", "latency"): False,
+                   ("pause", "took_turn"): True, ("backchannel", "took_turn"): True,
+                   ("backchannel", "n_backchannels"): False,  # 0.7 is 56% below 1.6
+                   ("hesitation", "offered_help"): False}  # no value: not met
+    assert "NO" in format_targets(check_targets(results))
+
+
+def test_plot_run_draws_every_kind():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minitml.evaluate import plot_run
+    from minitml.world.scenarios import KINDS
+
+    for kind in KINDS:
+        s = make_scenario(kind, 0, "heldout")
+        ax = plot_run(s, s.assistant_words, s.assistant_audio)
+        assert ax.get_xlim()[1] == pytest.approx(s.duration)
+        plt.close("all")

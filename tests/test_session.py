@@ -160,3 +160,14 @@ def test_run_takes_a_scenario_directly(model):
     assert session.recorded[turn].text_in[0, 0, 0] == VOCAB.index(scenario.text_in[turn][0])
     # word ids beyond the named vocabulary render as placeholders instead of failing
     assert all(isinstance(w, str) for w, _ in timeline.words)
+
+
+def test_greedy_word_asks_speak_now_before_which_word():
+    from minitml.session import greedy_word
+
+    # PAD 0.4, three words 0.2 each: plain argmax says PAD, but speaking is likelier (0.6)
+    probs = torch.tensor([0.4, 0.2, 0.2, 0.2 - 1e-3])
+    assert int(probs.argmax()) == PAD
+    assert greedy_word(probs.log()) == 1
+    assert greedy_word(torch.tensor([0.5, 0.3, 0.2]).log()) == PAD  # a tie goes to silence
+    assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2

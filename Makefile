@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lab bench clean-venv
+.PHONY: demo test lab bench train eval clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ demo: $(VENV)/.installed  ## the main job: runs the most complete demo on this m
 test: $(VENV)/.installed  ## lint, unit tests, notebook sync and notebook execution (fast mode)
 	$(VENV)/bin/ruff check .
 	MINITML_FAST=1 $(PY) -m pytest -q
+
+train: $(VENV)/.installed  ## train the tiny preset as shipped (about 100 min on one CPU core)
+	$(PY) -m minitml train --threads 1 --out out/train
+	@echo "weights: out/train/model.pt (copy to data/tiny.pt to ship them)"
+
+eval: $(VENV)/.installed  ## the closed-loop benchmark of the shipped checkpoint (50 scenarios per kind)
+	$(PY) -m minitml eval --out out/eval
 
 lab: $(VENV)/.installed  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

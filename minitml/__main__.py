@@ -9,66 +9,19 @@ from pathlib import Path
 
 
 def demo(args) -> int:
-    """The most complete thing that runs today: speech -> dMel tokens -> speech.
+    """The duplex demo, headless: every behaviour of the toy world through Session, in files.
 
-    (The live duplex conversation replaces this once the interaction model and
-    its trained checkpoint exist.)
+    (The same conversations play live, in real time, in notebooks/10_live_demo.ipynb.)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
-    from minitml.config import get_config
-    from minitml.dmel import DMel, write_wav
-    from minitml.world.espeak import synthesize
+    from minitml.demo import run_headless
+    from minitml.world.scenarios import KINDS
 
-    out = Path(args.out)
-    cfg = get_config("tiny").audio
-    dmel = DMel(cfg)
-    print("minitml demo: the dMel round trip (audio -> 4-bit tokens -> audio).")
-    print("The duplex conversation demo needs the interaction model, which is not built yet.\n")
-
-    t0 = time.perf_counter()
-    speech = synthesize(args.text)
-    tokens = dmel.encode(speech.wave)  # (frames, 80) in [0, 16)
-    audio = dmel.vocode(tokens)  # Griffin-Lim
-    again = dmel.encode(audio)
-    elapsed = time.perf_counter() - t0
-
-    write_wav(out / "original.wav", speech.wave, cfg.sample_rate)
-    write_wav(out / "vocoded.wav", audio, cfg.sample_rate)
-
-    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-    frames = torch.arange(tokens.shape[0]) / cfg.frame_rate
-    panels = [
-        (dmel.log_mel(speech.wave), "log10-mel of the eSpeak speech (continuous)"),
-        (dmel.decode(tokens), "dMel: each channel snapped to one of 16 levels (4 bits)"),
-        (dmel.decode(again), "dMel of the Griffin-Lim audio rebuilt from those tokens"),
-    ]
-    for ax, (image, title) in zip(axes, panels):
-        ax.imshow(image.T.numpy(), origin="lower", aspect="auto", vmin=cfg.log_min, vmax=cfg.log_max,
-                  extent=(0, float(frames[-1]), 0, cfg.n_mels), cmap="magma")
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("mel channel")
-    for word, start in speech.words:
-        axes[0].text(start, cfg.n_mels - 8, word, fontsize=8, color="white")
-    axes[-1].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(out / "dmel.png", dpi=110)
-
-    exact = (again == tokens).float().mean().item()
-    near = ((again - tokens).abs() <= 1).float().mean().item()
-    print(f"text: {args.text!r}")
-    print(f"speech: {speech.duration:.2f} s, {len(speech.words)} words, "
-          f"{tokens.shape[0]} dMel frames x {tokens.shape[1]} channels")
-    print(f"bitrate: {cfg.bits_per_second / 1000:.1f} kbit/s (16-bit PCM: 256 kbit/s)")
-    print(f"tokens kept after vocode -> encode: {100 * exact:.1f}% exactly, "
-          f"{100 * near:.1f}% within one level")
-    print(f"took {elapsed:.2f} s on the CPU\n")
-    for name in ("original.wav", "vocoded.wav", "dmel.png"):
-        print(f"wrote {out / name}")
+    torch.set_num_threads(1)  # steady step times on a shared CPU (see notebook 05)
+    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    print("minitml demo: scripted conversations played through the interaction model, 200 ms at a time.")
+    run_headless(args.out, kinds=kinds, seed=args.seed, checkpoint=args.checkpoint, device=args.device)
     return 0
 
 
@@ -103,6 +56,8 @@ def data(args) -> int:
 
 def train(args) -> int:
     """Generate (or reuse) the datasets, then train."""
+    import torch
+
     from minitml.train import TrainConfig, Trainer
     from minitml.world.dataset import load_dataset, make_dataset
     from minitml.world.vocab import VOCAB
@@ -110,7 +65,9 @@ def train(args) -> int:
     tc = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                      train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues,
                      lr=args.lr, seed=args.seed, out=args.out, device=args.device,
-                     eval_every=args.eval_every)
+                     eval_every=args.eval_every, max_turns=args.max_turns)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     train_set = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
     val_set = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
     trainer = Trainer(tc, train_set, val_set, vocab=list(VOCAB))
@@ -127,7 +84,9 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "tiny.pt"
 
 def evaluate_cmd(args) -> int:
     """Closed-loop evaluation beside the scripted ground truth and the walkie-talkie baseline."""
-    from minitml.evaluate import evaluate, format_table
+    import torch
+
+    from minitml.evaluate import check_targets, evaluate, format_table, format_targets
     from minitml.model import InteractionModel
     from minitml.world.scenarios import KINDS
 
@@ -141,8 +100,13 @@ def evaluate_cmd(args) -> int:
         print(f"no trained checkpoint yet ({checkpoint} is missing): scoring the scripted "
               f"ground truth and the walkie-talkie baselines only\n")
     kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    torch.set_num_threads(1)  # one small step at a time: a second thread only waits (notebook 05)
+    t0 = time.perf_counter()
     results = evaluate(model, kinds, args.n, split="heldout", out=args.out)
     print(format_table(results))
+    if model is not None:
+        print("\n## targets\n" + format_targets(check_targets(results)))
+    print(f"\n{args.n} held-out scenarios per kind in {time.perf_counter() - t0:.0f} s")
     print(f"\nwrote {Path(args.out) / 'results.json'}")
     return 0
 
@@ -150,9 +114,13 @@ def evaluate_cmd(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minitml")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run the demo (today: the dMel round trip)")
-    p.add_argument("--text", default="Tell me when the light turns green, and I will wait.")
-    p.add_argument("--out", default="out/demo", help="folder for the wav files and the plot")
+    p = sub.add_parser("demo", help="the duplex demo, headless: a wav, a timeline PNG and a report")
+    p.add_argument("--out", default="out/demo", help="folder for conversation.wav, timeline.png, report.md")
+    p.add_argument("--kinds", default=None, help="comma-separated scenario kinds (default: all nine)")
+    p.add_argument("--seed", type=int, default=0, help="held-out scenario seed")
+    p.add_argument("--checkpoint", default=None,
+                   help="default: data/tiny.pt (data/small.pt on a GPU, if present)")
+    p.add_argument("--device", default=None, help="default: cuda when there is a GPU, else cpu")
     p.set_defaults(func=demo)
     p = sub.add_parser("presets", help="parameter counts and costs of the presets")
     p.set_defaults(func=presets)
@@ -166,9 +134,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=data)
     p = sub.add_parser("train", help="train a model on the toy world")
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--train-dialogues", type=int, default=3000)
+    p.add_argument("--max-turns", type=int, default=70,
+                   help="crop conversations to this many micro-turns")
+    p.add_argument("--train-dialogues", type=int, default=6000)
     p.add_argument("--val-dialogues", type=int, default=180)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--eval-every", type=int, default=100)
@@ -176,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="out/train")
     p.add_argument("--resume", default=None, help="a checkpoint to continue from")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")
     p.set_defaults(func=train)
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out scenarios")
     p.add_argument("--checkpoint", default=None, help="default: the shipped data/tiny.pt")

@@ -70,12 +70,13 @@ THRESHOLDS = (0.5, 0.8)
 
 
 # -- the model, in a closed loop ---------------------------------------------------------
-def run_model(model, scenario, vocab: list[str] | None = None, temperature: float = 0.0):
+def run_model(model, scenario, vocab: list[str] | None = None, temperature: float = 0.0,
+              speak_threshold: float = 0.5):
     """One closed-loop run -> (words [(word, t)], audio (N,)) on the scenario's clock.
 
     vocab: the model's word list (default: the checkpoint's, else the toy world's).
     temperature: 0 is greedy (`session.greedy_word`); above 0 words are sampled, with the
-    session's fixed seed, so a run is still repeatable."""
+    session's fixed seed, so a run is still repeatable. speak_threshold: see greedy_word."""
     if vocab is None:  # the checkpoint's vocabulary, else the toy world's
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
     # ids the vocabulary does not name (an untrained model says them) are silent tokens
@@ -85,7 +86,8 @@ def run_model(model, scenario, vocab: list[str] | None = None, temperature: floa
     if missing:
         raise ValueError(f"text-in words not in the vocabulary: {missing}")
     text_in = {t: [index[w] for w in ws] for t, ws in scenario.text_in.items()}
-    session = Session(model, overrun="ignore", temperature=temperature, vocab=vocab)
+    session = Session(model, overrun="ignore", temperature=temperature, vocab=vocab,
+                      speak_threshold=speak_threshold)
     timeline = session.run(scenario.user_audio, frames=scenario.frames(model.cfg.vision),
                            text_in=text_in)
     return timeline.words, timeline.model_audio
@@ -162,7 +164,7 @@ def walkie_talkie(scenario, threshold_s: float):
 # -- the whole benchmark ----------------------------------------------------------------
 def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=None,
              vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True,
-             temperature: float = 0.0) -> dict:
+             temperature: float = 0.0, speak_threshold: float = 0.5) -> dict:
     """Score n scenarios per kind (seeds seed..seed+n-1) -> {kind: {system: summary}}.
 
     Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>".
@@ -177,7 +179,7 @@ def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=No
         s = make_scenario(kind, i, split)
         runs = {}
         if model is not None:
-            runs["model"] = run_model(model, s, vocab, temperature)
+            runs["model"] = run_model(model, s, vocab, temperature, speak_threshold)
             if out is not None:
                 s.export_fdb(Path(out) / "fdb" / kind / str(i), runs["model"][1], runs["model"][0])
         runs["ground_truth"] = (s.assistant_words, s.assistant_audio)

@@ -111,16 +111,17 @@ class EventTracker:
             self.start = None
 
 
-def greedy_word(logits: torch.Tensor) -> int:
+def greedy_word(logits: torch.Tensor, speak_threshold: float = 0.5) -> int:
     """Greedy decoding of one monologue slot, (V,) logits -> word id, in two questions.
 
-    "Speak now?" is yes when PAD has less than half the probability; only then "which
-    word?" picks the most likely non-PAD word. A plain argmax over all words splits the
-    "yes" between "sure", "okay", "well", ... and lets PAD win even when speaking is the
-    likelier choice: at a turn end P(speak) may be 0.7 while no single word has 0.3.
+    "Speak now?" is yes when P(speak) = 1 - P(PAD) exceeds speak_threshold (one half:
+    the likelier choice); only then "which word?" picks the most likely non-PAD word.
+    A plain argmax over all words splits the "yes" between "sure", "okay", "well", ...
+    and lets PAD win even when speaking is the likelier choice: at a turn end P(speak)
+    may be 0.7 while no single word has 0.3. A lower threshold makes a readier speaker.
     """
     probs = torch.softmax(logits.float(), dim=-1)
-    if probs[PAD] >= 0.5:
+    if 1 - probs[PAD] <= speak_threshold:
         return PAD
     return int(probs[PAD + 1:].argmax()) + PAD + 1
 
@@ -130,7 +131,7 @@ class Session:
                  mel_temperature: float = 0.0, seed: int = 0, vocab: list[str] | None = None,
                  vocode: bool = True, overrun: str = "catch_up", budget_ms: float | None = None,
                  record_logits: bool = False, call_word: str = "<call>", warmup: bool = True,
-                 background=None):
+                 background=None, speak_threshold: float = 0.5):
         if overrun not in ("catch_up", "ignore"):
             raise ValueError(f"overrun must be 'catch_up' or 'ignore', got {overrun!r}")
         self.model = model.eval()
@@ -138,6 +139,7 @@ class Session:
         self.layout = model.layout
         self.device = model.text_head.weight.device
         self.temperature, self.top_k, self.mel_temperature = temperature, top_k, mel_temperature
+        self.speak_threshold = speak_threshold  # greedy decoding: see greedy_word
         self.vocab = vocab if vocab is not None else model.vocab
         self.vocode, self.overrun, self.record_logits = vocode, overrun, record_logits
         self.budget_ms = budget_ms if budget_ms is not None else self.cfg.audio.micro_turn_ms
@@ -237,7 +239,7 @@ class Session:
     # -- sampling ------------------------------------------------------------------------
     def _sample_text(self, logits: torch.Tensor) -> int:
         if self.temperature <= 0:
-            return greedy_word(logits)
+            return greedy_word(logits, self.speak_threshold)
         logits = logits / self.temperature
         if self.top_k > 0:
             kth = torch.topk(logits, min(self.top_k, logits.numel())).values[-1]

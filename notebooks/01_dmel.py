@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 01 · dMel: hearing in 4-bit tokens
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/01_dmel.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F01_dmel.ipynb)
+#
 # An interaction model listens and speaks at the same time, so audio has to go *into* the
 # transformer and come *out* of it as tokens. The reference system uses **dMel**: no neural
 # codec, no encoder to train. Every 12.5 ms, the sound becomes 80 small integers:
@@ -28,6 +31,19 @@
 #
 # Decoding is a table lookup; a vocoder turns the mel back into a waveform. This notebook
 # builds that chain with `minitml.dmel` and lets you hear every step.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

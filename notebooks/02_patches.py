@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 02 · Seeing in 40x40 patches
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/02_patches.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F02_patches.ipynb)
+#
 # **One idea:** an image enters the transformer with *no vision encoder*. The
 # frame is cut into 40x40 pixel patches, each patch is flattened into 4800
 # numbers and projected straight to `d_model`. A patch is then a token like any
@@ -28,6 +31,19 @@
 #
 # All code lives in `minitml/patches.py`; this notebook only calls it and looks
 # at what comes out.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %%
 import os

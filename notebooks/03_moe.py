@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 03 · Mixture of Experts: capacity without compute
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/03_moe.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F03_moe.ipynb)
+#
 # **One idea:** a token uses only $k$ of $E$ experts. The layer *owns* $E$
 # feed-forward networks, but each token is sent through $k$ of them, so the
 # model can hold far more parameters than any one token pays for. The reference
@@ -33,6 +36,19 @@
 #
 # All code lives in `minitml/moe.py`; this notebook only calls it and looks at
 # what comes out.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 04 · The interaction model: one transformer over interleaved 200 ms blocks
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/04_interaction_model.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F04_interaction_model.ipynb)
+#
 # **One idea:** there is no "user turn" and no "model turn". Time is cut into
 # 200 ms **micro-turns**, and every micro-turn becomes one fixed block of
 # positions in a single sequence:
@@ -34,6 +37,19 @@
 # full forward pass; and trains the two kinds of mel head on a toy echo task.
 # The code lives in `minitml/stream.py`, `minitml/model.py` and
 # `minitml/session.py`; here we only call it.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 05 · The micro-turn loop: 200 ms in, 200 ms out, forever
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/05_micro_turn_loop.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F05_micro_turn_loop.ipynb)
+#
 # **One idea:** an interaction model is a loop against a clock. Every 200 ms a chunk of
 # microphone audio (and a camera frame) arrives; the model hears it, says the next 200 ms,
 # and has to be done before the next chunk is complete. There are no turn boundaries and no
@@ -42,6 +45,19 @@
 # `InteractionModel`: it babbles (random word ids, and noise for audio). Everything about
 # *timing and mechanics* is real: what it hears and when, when each output is played, how
 # long each step takes, what happens when a step is late. What it says is meaningless.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

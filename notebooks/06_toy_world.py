@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 06 · The toy duplex world: conversations whose ground truth we know exactly
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/06_toy_world.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F06_toy_world.ipynb)
+#
 # **One idea:** when no corpus of full-duplex conversations can be downloaded, *make* them, and
 # make them in a way that tells you the right answer to every timing question. A recorded
 # conversation says what people did; a synthesized one also says, to the sample, when the user
@@ -40,6 +43,19 @@
 # `dataset.py` (token shards for training) and `export.py` (the Full-Duplex-Bench folder format).
 # This notebook listens to each kind, looks at the ground truth, turns dialogues into the tokens
 # the model trains on, and exports them the way the benchmark wants them.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

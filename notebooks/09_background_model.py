@@ -16,6 +16,9 @@
 # %% [markdown]
 # # 09 · The background model: thinking while talking
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/09_background_model.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F09_background_model.ipynb)
+#
 # **One idea:** an interaction model must answer every 200 ms, so it cannot stop to think.
 # When a question needs real work ("what is thirty seven times forty nine?"), it hands the
 # job to a second model that runs *beside* it, keeps the conversation alive ("let me
@@ -44,6 +47,19 @@
 # The interaction model here is untrained, so it cannot say a call by itself yet;
 # `script_monologue` makes its text channel say one (its audio is still its own). Everything
 # else is the real path: the session, the handoff, a worker thread or process, the text-in slots.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
 import os

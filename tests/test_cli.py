@@ -1,23 +1,7 @@
-import wave as wavefile
+import pytest
 
-from minitml.__main__ import main
+from minitml.__main__ import SHIPPED_CHECKPOINT, main
 from minitml.config import get_config
-from minitml.dmel import read_wav
-
-
-def test_demo_writes_audio_and_plot(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--text", "Hello there."]) == 0
-    out = capsys.readouterr().out
-    for name in ("original.wav", "vocoded.wav", "dmel.png"):
-        assert (tmp_path / name).stat().st_size > 1000
-        assert str(tmp_path / name) in out
-    original, rate = read_wav(tmp_path / "original.wav")
-    vocoded, _ = read_wav(tmp_path / "vocoded.wav")
-    assert rate == 16000 and abs(original.numel() - vocoded.numel()) < 200
-    assert vocoded.abs().max() > 0.01  # not silence
-    with wavefile.open(str(tmp_path / "vocoded.wav")) as f:
-        assert f.getnchannels() == 1 and f.getsampwidth() == 2
-    assert "tokens kept after vocode -> encode" in out
 
 
 def test_presets_table(capsys):
@@ -27,10 +11,18 @@ def test_presets_table(capsys):
     assert "tml_small" in out and f"{total:,d}" in out
 
 
-def test_eval_without_a_checkpoint_scores_ground_truth_and_baselines(tmp_path, capsys):
+def test_eval_scores_the_shipped_checkpoint_beside_truth_and_baselines(tmp_path, capsys):
     import json
 
+    assert SHIPPED_CHECKPOINT.exists(), "data/tiny.pt is part of the repository"
     assert main(["eval", "--n", "1", "--kinds", "smooth_turn", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["smooth_turn"]) == {"ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"}
-    assert "walkie_talkie_0.8" in capsys.readouterr().out
+    assert set(results["smooth_turn"]) == {"model", "ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"}
+    out = capsys.readouterr().out
+    assert "walkie_talkie_0.8" in out and "## targets" in out
+    assert (tmp_path / "fdb" / "smooth_turn" / "0" / "output.json").exists()
+
+
+def test_eval_refuses_a_missing_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)])

@@ -169,5 +169,6 @@ def test_greedy_word_asks_speak_now_before_which_word():
     probs = torch.tensor([0.4, 0.2, 0.2, 0.2 - 1e-3])
     assert int(probs.argmax()) == PAD
     assert greedy_word(probs.log()) == 1
-    assert greedy_word(torch.tensor([0.5, 0.3, 0.2]).log()) == PAD  # a tie goes to silence
+    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log()) == PAD
+    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log(), speak_threshold=0.4) == 1
     assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2

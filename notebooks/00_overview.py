@@ -1,0 +1,215 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Overview: a model that listens while it talks
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/minitml/minitml/blob/main/notebooks/00_overview.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/minitml/minitml/HEAD?labpath=notebooks%2F00_overview.ipynb)
+#
+# Voice assistants mostly work like walkie-talkies: they wait until you have been quiet for a
+# while (half a second, often more), then think, then talk, and while they talk they do not
+# listen. An **interaction model** does not take turns. It is one transformer that hears, sees
+# and speaks at the same time, in **micro-turns** of 200 ms: every 200 ms it takes in what the
+# microphone heard (and a camera frame), and says the next 200 ms, which is often silence.
+# Whether to speak, to wait through a pause, to say "mm-hm", or to stop because it was
+# interrupted is not a rule someone wrote; it is what the model predicts, micro-turn by
+# micro-turn.
+#
+# ```
+# the sequence:   input 0 | output 0 | input 1 | output 1 | input 2 | output 2 | ...
+#                 (heard 0-200 ms)  (played 200-400 ms)  ...
+# ```
+#
+# minitml is a small, readable version of that design (Thinking Machines Lab's
+# TML-Interaction-Small, May 2026): 2.8 million parameters instead of 276 billion, a toy world
+# of synthetic conversations (eSpeak NG voices, drawn scenes) instead of real ones, the same
+# mechanics. This notebook tells the whole story in ten minutes with the shipped checkpoint:
+# one conversation, the duplex model against a walkie-talkie, then a map of the other notebooks.
+
+# %%
+import os
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
+    import subprocess
+
+    if not os.path.exists("/content/minitml"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
+                        "/content/minitml"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+    sys.path.insert(0, "/content/minitml")
+
+# %% tags=["parameters"]
+FAST = os.environ.get("MINITML_FAST") == "1"  # the test suite runs a shrunken version
+KIND = "pause"  # try the others: smooth_turn, backchannel, interruption, hesitation, visual_cue, ...
+SEED = 0  # a held-out scenario: a voice and phrasing the model never heard in training
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Audio, display
+
+from minitml.demo import load_demo_model
+from minitml.evaluate import plot_run, run_model, walkie_talkie
+from minitml.exercises import check
+from minitml.metrics import score
+from minitml.world.scenarios import make_scenario
+
+torch.set_num_threads(1)
+model = load_demo_model(device="cpu")  # the shipped data/tiny.pt
+cfg = model.cfg
+SR = cfg.audio.sample_rate
+print(f"{model.checkpoint}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+      f"{cfg.positions_per_micro_turn} positions per 200 ms micro-turn")
+
+# %% [markdown]
+# ## One conversation
+# The toy world writes conversations whose ground truth is exact: who says what, when each
+# turn ends, where a pause is, when the light changes. Here is a held-out one. In a `pause`
+# scenario the user stops in the middle of a sentence for 0.6 to 1.5 s ("so tell me, ...
+# what is ...") and then finishes the question. The right behaviour: keep quiet in the pause,
+# answer soon after the end.
+
+# %%
+scenario = make_scenario(KIND, SEED, "heldout")
+print(scenario)
+print(scenario.transcript())
+display(Audio(scenario.user_audio.numpy(), rate=SR))
+
+# %% [markdown]
+# ## The duplex model and the walkie-talkie, on the same user
+# **The model** runs in a closed loop through `Session`: every 200 ms it hears the next chunk of
+# the recording, sees the frame, and says its next 200 ms, which it hears again as its own
+# output (`run_model`, the same path as the evaluation and the live demo).
+#
+# **The walkie-talkie** is a cascaded pipeline at its best: an energy detector decides that the
+# turn is over after 0.5 s of silence, and then it plays the *correct* answer (given for free,
+# with zero thinking time), so only its timing is compared.
+#
+# Listen to both (user on the left, the system on the right) and look at the timelines: blue is
+# the user, orange the system, the gold band the pause, the green line the end of the turn.
+
+# %%
+model_words, model_audio = run_model(model, scenario)
+wt_words, wt_audio = walkie_talkie(scenario, 0.5)
+systems = {"duplex model (shipped checkpoint)": (model_words, model_audio),
+           "walkie-talkie (0.5 s silence threshold, correct answer for free)": (wt_words, wt_audio)}
+fig, axes = plt.subplots(2, 1, figsize=(13, 5.8))
+for ax, (name, (words, audio)) in zip(axes, systems.items()):
+    plot_run(scenario, words, audio, ax=ax, title=name)
+plt.tight_layout()
+plt.show()
+for name, (_, audio) in systems.items():
+    print(name)
+    display(Audio(torch.stack([scenario.user_audio, audio]).clamp(-1, 1).numpy(), rate=SR, normalize=False))
+
+# %% [markdown]
+# ## Measured the way Full-Duplex-Bench measures it
+# The benchmark's rules: the system **takes the turn** when it speaks for at least 1 s or more
+# than 3 words; **latency** is the start of its first word minus the end of the user's turn.
+# In a pause, taking the turn is the mistake (talking over someone who has not finished).
+# `metrics.score` judges both systems the same way; `scenario`'s own script (the ideal
+# assistant) is the ceiling.
+
+# %%
+rows = {"ideal (script)": score(scenario, scenario.assistant_words, scenario.assistant_audio)}
+rows.update({name.split(" (")[0]: score(scenario, w, a) for name, (w, a) in systems.items()})
+metrics = [k for k in rows["ideal (script)"] if k not in ("kind", "seed")]
+print(f"{'system':16s}" + "".join(f"{m:>20s}" for m in metrics))
+for name, row in rows.items():
+    cells = [("-" if row[m] is None else f"{row[m]:.2f}" if isinstance(row[m], float) else str(row[m]))
+             for m in metrics]
+    print(f"{name:16s}" + "".join(f"{c:>20s}" for c in cells))
+
+# %% [markdown]
+# One conversation proves nothing; notebook 08 scores 50 held-out conversations of each of the
+# nine kinds, with the latency always next to the pause takeover rate (low latency bought by
+# talking over every pause is not a result). What this one shows is the difference in kind: the
+# walkie-talkie can only act on silence, so a pause longer than its threshold looks like the
+# end of a turn, and it can never say "mm-hm", notice the light, or keep time. The duplex model
+# decides every 200 ms, from everything it has heard and seen, including itself.
+#
+# ## Inside one micro-turn
+# Every 200 ms the model gets one block of positions and fills the next: 4 patches of the
+# 80x80 frame (40x40 pixels each, straight into the transformer: no vision encoder), 4 audio
+# tokens of the 200 ms heard (each 4 dMel frames of 80 channels x 4 bits), 2 text-in slots
+# (tool results), then 4 output tokens it generates one after another, each a monologue word
+# (or silence) and 4 dMel frames of its own voice. A vocoder turns those frames into sound.
+
+# %%
+layout = cfg.layout()
+print(layout)
+print(f"audio in:  {cfg.audio.frame_rate} dMel frames/s x {cfg.audio.n_mels} channels x 4 bits = "
+      f"{cfg.audio.bits_per_second / 1000:.1f} kbit/s (16-bit PCM: 256 kbit/s)")
+print(f"the model: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, sliding window of "
+      f"{cfg.model.window_micro_turns} micro-turns ({cfg.model.window_micro_turns * 0.2:.1f} s)")
+
+# %% [markdown]
+# ## Where to go next
+#
+# | notebook | what you build and see |
+# | --- | --- |
+# | `01_dmel` | audio as 80 channels x 4 bits, 80 times a second, and back to sound |
+# | `02_patches` | pictures as 40x40 patches, straight into the transformer |
+# | `03_moe` | Mixture-of-Experts: more parameters at the same compute per token |
+# | `04_interaction_model` | one transformer over interleaved 200 ms blocks; the ring-buffer KV cache |
+# | `05_micro_turn_loop` | `Session.step`: 200 ms in, 200 ms out, against a deadline |
+# | `06_toy_world` | the synthetic conversations and their exact ground truth |
+# | `07_training` | how the model learns *when* to speak from next-token prediction alone |
+# | `08_evaluation` | Full-Duplex-Bench scoring of the model against walkie-talkies |
+# | `09_background_model` | thinking while talking: tool calls that answer while the conversation goes on |
+# | `10_live_demo` | talk to it: microphone or scripted, live in the notebook |
+#
+# From a terminal, `make demo` plays every kind of scenario through the model and writes a
+# stereo wav, a timeline and a report to `out/demo/`.
+#
+# ## Exercises
+# Replace each `raise NotImplementedError` with your code and re-run the cell; `check`
+# compares your answer with the definitions above.
+#
+# **1.** Full-Duplex-Bench's takeover rule: given how long a response lasts (s) and how many
+# words it has, did the system take the turn?
+
+# %%
+def my_took_turn(duration_s, n_words):
+    raise NotImplementedError  # your code here
+
+
+check(my_took_turn, [((1.0, 1), True), ((0.6, 3), False), ((0.4, 4), True), ((0.99, 0), False),
+                     ((2.5, 12), True)])
+
+# %% [markdown]
+# **2.** Latency: given the system's words as (word, start s) and the end of the user's turn,
+# the start of the first word that starts after the end, minus the end; None if no word does.
+
+# %%
+def my_latency(words, turn_end):
+    raise NotImplementedError  # your code here
+
+
+check(my_latency, [(([("it", 3.1), ("is", 3.3)], 2.8), 0.3), (([("no", 1.9), ("yes", 2.25)], 2.0), 0.25),
+                   (([("early", 0.5), ("late", 4.0)], 3.0), 1.0), (([], 1.0), None)])
+
+# %% [markdown]
+# **3.** The micro-turn clock: output $t$ is played during $[0.2(t+1), 0.2(t+2))$ s. Which
+# micro-turn's output is playing at time `s` seconds (None before the first one)?
+
+# %%
+def my_output_playing(s):
+    raise NotImplementedError  # your code here
+
+
+check(my_output_playing, [((0.1,), None), ((0.2,), 0), ((0.39,), 0), ((1.0,), 4), ((5.05,), 24)])

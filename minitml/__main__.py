@@ -102,11 +102,11 @@ def evaluate_cmd(args) -> int:
     kinds = args.kinds.split(",") if args.kinds else list(KINDS)
     torch.set_num_threads(1)  # one small step at a time: a second thread only waits (notebook 05)
     t0 = time.perf_counter()
-    results = evaluate(model, kinds, args.n, split="heldout", out=args.out)
+    results = evaluate(model, kinds, args.n, split=args.split, out=args.out)
     print(format_table(results))
     if model is not None:
         print("\n## targets\n" + format_targets(check_targets(results)))
-    print(f"\n{args.n} held-out scenarios per kind in {time.perf_counter() - t0:.0f} s")
+    print(f"\n{args.n} {args.split} scenarios per kind in {time.perf_counter() - t0:.0f} s")
     print(f"\nwrote {Path(args.out) / 'results.json'}")
     return 0
 
@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: the shipped data/tiny.pt")
     p.add_argument("--n", type=int, default=50, help="scenarios per kind")
     p.add_argument("--kinds", default=None, help="comma-separated (default: all nine)")
+    p.add_argument("--split", default="heldout", choices=["heldout", "train"],
+                   help="held-out voices and phrasings (the benchmark), or the training ones")
     p.add_argument("--out", default="out/eval")
     p.set_defaults(func=evaluate_cmd)
     args = parser.parse_args(argv)

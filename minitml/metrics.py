@@ -48,6 +48,7 @@ request (and at least ACK_MARGIN_S before the target) are left out.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -181,7 +182,8 @@ def score(scenario, words, audio: torch.Tensor | None = None) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     """Per kind: n, the rate of every bool metric, the mean of every number over the runs
-    where it exists (latency: over takeovers only) with that count as <metric>_runs."""
+    where it exists (latency: over takeovers only) with that count as <metric>_runs, and
+    for latency also the median (a few very late answers can pull the mean far up)."""
     out: dict = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
         group = [r for r in rows if r["kind"] == kind]
@@ -191,6 +193,8 @@ def summarize(rows: list[dict]) -> dict:
             summary[key] = sum(values) / len(values) if values else None
             if not all(isinstance(v, bool) for v in values):  # a number: say over how many runs
                 summary[key + "_runs"] = len(values)
+            if key == "latency":
+                summary["latency_median"] = statistics.median(values) if values else None
         out[kind] = summary
     return out
 

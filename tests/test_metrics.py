@@ -127,7 +127,7 @@ def test_summarize():
             {"kind": "pause", "seed": 0, "took_turn": False, "spoke_in_pause_s": 0.0}]
     out = M.summarize(rows)
     assert out["smooth_turn"] == {"n": 3, "took_turn": pytest.approx(2 / 3), "latency": pytest.approx(0.3),
-                                  "latency_runs": 2}
+                                  "latency_runs": 2, "latency_median": pytest.approx(0.3)}
     assert out["pause"]["took_turn"] == 0.0 and out["pause"]["n"] == 1
 
 

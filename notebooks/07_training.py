@@ -179,7 +179,7 @@ plt.show()
 # belongs after the question.
 
 # %%
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # a model this small gains little from a second thread, and a shared CPU stalls it
 trainer = Trainer(tc, train_set, val_set, cfg=cfg, vocab=list(VOCAB))
 listen_to = make_scenario("smooth_turn", 0, "heldout")
 for stage in range(1, STAGES + 1):

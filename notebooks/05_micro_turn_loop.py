@@ -41,8 +41,10 @@
 # model's speech *was*: a backchannel, taking the turn, yielding). This notebook drives them
 # and watches the clock.
 #
-# **There is no trained checkpoint yet.** The model below is a randomly initialised tiny
-# `InteractionModel`: it babbles (random word ids, and noise for audio). Everything about
+# **The model here is untrained, on purpose.** It is a randomly initialised tiny
+# `InteractionModel`: it babbles (random word ids, and noise for audio), so that nothing it
+# says distracts from the loop (the trained one, `data/tiny.pt`, talks from notebook 07 on;
+# it costs exactly the same per step). Everything about
 # *timing and mechanics* is real: what it hears and when, when each output is played, how
 # long each step takes, what happens when a step is late. What it says is meaningless.
 

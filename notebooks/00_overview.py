@@ -40,19 +40,17 @@
 # one conversation, the duplex model against a walkie-talkie, then a map of the other notebooks.
 
 # %%
-import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
-    import subprocess
-
-    if not os.path.exists("/content/minitml"):
-        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
-                        "/content/minitml"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+if "google.colab" in sys.modules:  # Colab only: fetch the repository (code and checkpoint), install it
+    subprocess.run("test -d /content/minitml || git clone -q --depth 1 https://github.com/minitml/minitml "
+                   "/content/minitml; pip install -q -e /content/minitml", shell=True, check=True)
     sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]
+import os
+
 FAST = os.environ.get("MINITML_FAST") == "1"  # the test suite runs a shrunken version
 KIND = "pause"  # try the others: smooth_turn, backchannel, interruption, hesitation, visual_cue, ...
 SEED = 0  # a held-out scenario: a voice and phrasing the model never heard in training

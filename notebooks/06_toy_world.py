@@ -45,16 +45,12 @@
 # the model trains on, and exports them the way the benchmark wants them.
 
 # %%
-import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
-    import subprocess
-
-    if not os.path.exists("/content/minitml"):
-        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
-                        "/content/minitml"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+if "google.colab" in sys.modules:  # Colab only: fetch the repository (code and checkpoint), install it
+    subprocess.run("test -d /content/minitml || git clone -q --depth 1 https://github.com/minitml/minitml "
+                   "/content/minitml; pip install -q -e /content/minitml", shell=True, check=True)
     sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]

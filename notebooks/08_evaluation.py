@@ -48,16 +48,12 @@
 # | `walkie_talkie_0.5`, `_0.8` | a cascaded voice pipeline: an energy VAD waits for 0.5 s or 0.8 s of silence, then it plays the *correct* answer (given for free, so only its timing is compared) |
 
 # %%
-import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: fetch the repository (code and checkpoint), install it
-    import subprocess
-
-    if not os.path.exists("/content/minitml"):
-        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/minitml/minitml",
-                        "/content/minitml"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/minitml"], check=True)
+if "google.colab" in sys.modules:  # Colab only: fetch the repository (code and checkpoint), install it
+    subprocess.run("test -d /content/minitml || git clone -q --depth 1 https://github.com/minitml/minitml "
+                   "/content/minitml; pip install -q -e /content/minitml", shell=True, check=True)
     sys.path.insert(0, "/content/minitml")
 
 # %% tags=["parameters"]

@@ -55,9 +55,11 @@ def data(args) -> int:
 
 
 def train(args) -> int:
-    """Generate (or reuse) the datasets, then train."""
+    """Generate (or reuse) the datasets, then train: in one process, or in each of torchrun's."""
     import torch
+    import torch.distributed
 
+    from minitml import distributed
     from minitml.train import TrainConfig, Trainer
     from minitml.world.dataset import load_dataset, make_dataset
     from minitml.world.vocab import VOCAB
@@ -65,17 +67,37 @@ def train(args) -> int:
     tc = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                      train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues,
                      lr=args.lr, seed=args.seed, out=args.out, device=args.device,
-                     eval_every=args.eval_every, max_turns=args.max_turns)
+                     eval_every=args.eval_every, max_turns=args.max_turns,
+                     precision=args.precision, compile=args.compile,
+                     activation_checkpointing=args.activation_checkpointing)
     if args.threads:
         torch.set_num_threads(args.threads)
-    train_set = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
-    val_set = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
-    trainer = Trainer(tc, train_set, val_set, vocab=list(VOCAB))
+    dist = distributed.init(tc.device)
+    if dist.sharded and dist.is_main:
+        print(f"{dist.world_size} processes ({dist.device.type}): FSDP2, each holds 1/{dist.world_size} "
+              f"of the weights; a global batch of {tc.batch_size} is {tc.batch_size // dist.world_size} "
+              f"per process")
+
+    def datasets():
+        return (make_dataset("train", tc.train_dialogues, tc.data_seed, progress=dist.is_main),
+                make_dataset("heldout", tc.val_dialogues, tc.data_seed, progress=dist.is_main))
+
+    if dist.is_main:  # one process writes the shards, the others wait and read them
+        datasets()
+    if dist.sharded:
+        torch.distributed.barrier()
+    train_path, val_path = datasets()
+    trainer = Trainer(tc, load_dataset(train_path), load_dataset(val_path), vocab=list(VOCAB), dist=dist)
     if args.resume:
         trainer.resume(Path(args.resume))
     history = trainer.fit()
     last = history[-1]
-    print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint {Path(tc.out) / 'last.pt'}")
+    if dist.is_main:
+        name = "last.dcp" if dist.sharded else "last.pt"
+        print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint {Path(tc.out) / name}; "
+              f"{last['tokens_per_s']:.0f} tokens/s")
+    if dist.sharded:
+        torch.distributed.destroy_process_group()
     return 0
 
 
@@ -145,12 +167,19 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="out/train")
-    p.add_argument("--resume", default=None, help="a checkpoint to continue from")
+    p.add_argument("--resume", default=None,
+                   help="a checkpoint to continue from: last.pt, or a last.dcp folder at any world size")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 on a GPU, fp32 on a CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute each block in backward: less memory, more compute")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")
     p.set_defaults(func=train)
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out scenarios")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped data/tiny.pt")
+    p.add_argument("--checkpoint", default=None,
+                   help="default: the shipped data/tiny.pt; a file, or a sharded .dcp folder")
     p.add_argument("--n", type=int, default=50, help="scenarios per kind")
     p.add_argument("--kinds", default=None, help="comma-separated (default: all nine)")
     p.add_argument("--split", default="heldout", choices=["heldout", "train"],

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from minitml.config import AudioConfig, Config
 from minitml.dmel import DMelEmbedding, DMelHead
@@ -67,6 +68,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate each pair (x[i], x[i + hd/2]) of (B, H, N, hd) by its position's angle."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]  # (B, H, N, hd/2) each
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # bf16 stays bf16
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -244,6 +246,8 @@ class InteractionModel(nn.Module):
         self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
         self.register_buffer("predictors", self.layout.predictor_offsets(), persistent=False)
         self.vocab: list[str] | None = None  # set by from_checkpoint when the file has one
+        # Training option: keep only each block's input for backward and recompute the rest.
+        self.activation_checkpointing = False
         self._init_weights()
 
     @staticmethod
@@ -299,9 +303,14 @@ class InteractionModel(nn.Module):
         key_pos = positions if caches is None else caches[0].key_positions(positions)
         mask = sliding_window_mask(positions, key_pos, self.cfg.window)  # (N, S)
         aux = x.new_zeros(())
+        recompute = self.activation_checkpointing and caches is None and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x, block_aux = block(x, cos, sin, mask, None if caches is None else caches[i],
-                                 positions)
+            if recompute:
+                x, block_aux = torch.utils.checkpoint.checkpoint(
+                    block, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x, block_aux = block(x, cos, sin, mask, None if caches is None else caches[i],
+                                     positions)
             aux = aux + block_aux
         return self.norm(x), aux
 
@@ -347,7 +356,9 @@ class InteractionModel(nn.Module):
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self, path: str | Path, vocab: list[str] | None = None, step: int = 0,
-             extra: dict | None = None) -> Path:
+             extra: dict | None = None, state: dict | None = None) -> Path:
+        """One file: config, vocabulary, step, weights (`state`, default this model's) and extra."""
+        state = self.state_dict() if state is None else state
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({
@@ -355,7 +366,7 @@ class InteractionModel(nn.Module):
             "config": self.cfg.to_dict(),
             "vocab": vocab if vocab is not None else self.vocab,
             "step": step,
-            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in state.items()},
             "extra": extra or {},
         }, path)
         return path
@@ -363,16 +374,28 @@ class InteractionModel(nn.Module):
     @staticmethod
     def from_checkpoint(path: str | Path, expect: Config | None = None,
                         vocab: list[str] | None = None, map_location="cpu") -> InteractionModel:
-        """Load a checkpoint; refuse one from another config or vocabulary, saying why."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != "minitml-checkpoint-1":
-            raise ValueError(f"{path} is not a minitml checkpoint")
-        cfg = Config.from_dict(ckpt["config"])
+        """Load a checkpoint; refuse one from another config or vocabulary, saying why.
+
+        `path` is one file, or a folder of shards saved by a run over several
+        processes (minitml.distributed), loaded here into one process."""
+        folder = Path(path).is_dir()
+        if folder:
+            from minitml.distributed import load_model, read_meta
+
+            saved = read_meta(path)
+        else:
+            saved = torch.load(path, map_location=map_location, weights_only=True)
+            if not isinstance(saved, dict) or saved.get("format") != "minitml-checkpoint-1":
+                raise ValueError(f"{path} is not a minitml checkpoint")
+        cfg = Config.from_dict(saved["config"])
         if expect is not None and cfg != expect:
             raise ValueError(f"{path} was trained with another config: "
                              + "; ".join(config_diff(expect, cfg)))
-        if vocab is not None and ckpt.get("vocab") is not None and ckpt["vocab"] != vocab:
-            raise ValueError(f"{path} has another vocabulary: " + vocab_diff(vocab, ckpt["vocab"]))
+        if vocab is not None and saved.get("vocab") is not None and saved["vocab"] != vocab:
+            raise ValueError(f"{path} has another vocabulary: " + vocab_diff(vocab, saved["vocab"]))
+        if folder:
+            return load_model(path, map_location)
+        ckpt = saved
         model = InteractionModel(cfg)
         model.load_state_dict(ckpt["model"])
         model.vocab = ckpt.get("vocab")

@@ -1,10 +1,10 @@
 """Training: teach the interaction model when to speak, and what, from toy conversations.
 
     python -m minitml train --preset tiny --steps 1000 --threads 1 --out out/train
+    torchrun --nproc-per-node 2 -m minitml train ...     # the same run over 2 processes
 
-One process, CPU or GPU. Each step takes a batch of whole conversations,
-packed as micro-turn blocks (the assistant's channel shifted one micro-turn),
-and minimises
+Each step takes a batch of whole conversations, packed as micro-turn blocks
+(the assistant's channel shifted one micro-turn), and minimises
 
     loss = CE(monologue words) + CE(dMel bins)  [+ MoE balance and z losses]
 
@@ -15,6 +15,13 @@ held-out conversations (held-out voices and templates). Checkpoints carry the
 config, the vocabulary, the step, the optimiser and the random state, so a run
 resumes exactly where it stopped; on a CPU with a fixed thread count, the same
 seed gives the same run bit for bit.
+
+One process, CPU or GPU, by default. Under torchrun the weights are sharded
+over the processes with FSDP2 and checkpoints are written in shards
+(minitml/distributed.py explains both); the global batch, and so the run, stay
+the same. Options for large models: bf16 (the default on a GPU), activation
+checkpointing (recompute each block in backward: less memory, about a third
+more compute), and torch.compile per block.
 """
 
 from __future__ import annotations
@@ -26,8 +33,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from minitml.config import Config, get_config
+from minitml.distributed import (
+    Dist,
+    full_state_dict,
+    global_batch_slice,
+    load_sharded,
+    mean_over_processes,
+    save_sharded,
+    shard,
+    sum_over_processes,
+)
 from minitml.model import InteractionModel
 from minitml.moe import MoE
 from minitml.stream import Blocks, empty_blocks
@@ -53,6 +71,9 @@ class TrainConfig:
     eval_every: int = 100  # steps between validations (and checkpoints)
     seed: int = 0  # model init and batch order
     device: str = "auto"  # "auto": cuda if available, else cpu
+    precision: str = "auto"  # "auto" (bf16 on a GPU, fp32 on a CPU), "bf16" or "fp32"
+    activation_checkpointing: bool = False  # keep only block inputs; recompute the rest in backward
+    compile: bool = False  # torch.compile each transformer block
     out: str = "out/train"  # checkpoints, losses and plots go here
 
 
@@ -65,9 +86,13 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return floor + (tc.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def collate(items: list[Blocks], cfg: Config, max_turns: int) -> Blocks:
-    """Conversations of different lengths -> one batch, cropped or padded with silence."""
-    T = min(max_turns, max(b.n_turns for b in items))
+def collate(items: list[Blocks], cfg: Config, max_turns: int, turns: int | None = None) -> Blocks:
+    """Conversations of different lengths -> one batch, cropped or padded with silence.
+
+    The batch is as long as its longest conversation (at most max_turns), or
+    exactly `turns` micro-turns when given (every process of a sharded run pads
+    its share of the batch to the length of the whole batch)."""
+    T = min(max_turns, max(b.n_turns for b in items)) if turns is None else turns
     padded = []
     for b in items:
         b = b.turns(0, min(T, b.n_turns))
@@ -77,21 +102,36 @@ def collate(items: list[Blocks], cfg: Config, max_turns: int) -> Blocks:
     return Blocks.cat(padded, dim=0)
 
 
+def example_turns(example: dict) -> int:
+    """Micro-turns of a stored conversation (one scene row per micro-turn)."""
+    return len(example["scene"])
+
+
 class Trainer:
     def __init__(self, tc: TrainConfig, train_examples: list, val_examples: list,
-                 cfg: Config | None = None, vocab: list[str] | None = None):
+                 cfg: Config | None = None, vocab: list[str] | None = None,
+                 dist: Dist | None = None):
         from minitml.world.dataset import to_blocks
 
         self.tc = tc
         self.cfg = cfg or get_config(tc.preset)
         self.vocab = vocab
         self.to_blocks = to_blocks
-        if tc.device == "auto":
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(tc.device)
-        torch.manual_seed(tc.seed)
+        if dist is None:
+            device = tc.device if tc.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+            dist = Dist(device=torch.device(device))
+        self.dist, self.device = dist, dist.device
+        if tc.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {tc.precision!r}")
+        self.bf16 = tc.precision == "bf16" or (tc.precision == "auto" and self.device.type == "cuda")
+        torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = InteractionModel(self.cfg).to(self.device)
+        self.model.activation_checkpointing = tc.activation_checkpointing
+        if tc.compile:
+            for block in self.model.blocks:
+                block.compile()
+        if dist.sharded:
+            shard(self.model, bf16=self.bf16)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
         keep = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
         self.optimizer = torch.optim.AdamW(
@@ -104,22 +144,25 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------
     def batch(self, examples: list, indices: list[int]) -> Blocks:
-        items = [self.to_blocks(examples[i], self.cfg) for i in indices]
-        return collate(items, self.cfg, self.tc.max_turns).to(self.device)
+        """This process's share of the global batch `indices`, padded to the whole batch's length."""
+        turns = min(self.tc.max_turns, max(example_turns(examples[i]) for i in indices))
+        mine = global_batch_slice(indices, self.dist)
+        items = [self.to_blocks(examples[i], self.cfg) for i in mine]
+        return collate(items, self.cfg, self.tc.max_turns, turns).to(self.device)
 
     def next_indices(self) -> list[int]:
+        """The global batch: every process draws the same indices from the same generator."""
         n = len(self.train_examples)
         return torch.randint(0, n, (self.tc.batch_size,), generator=self.generator).tolist()
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     # -- one step ---------------------------------------------------------------------
     def train_step(self) -> dict:
         self.model.train()
-        blocks = self.batch(self.train_examples, self.next_indices())
+        indices = self.next_indices()
+        blocks = self.batch(self.train_examples, indices)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():
@@ -128,21 +171,25 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        if isinstance(norm, DTensor):  # sharded: the norm over all shards, on every process
+            norm = norm.full_tensor()
         self.optimizer.step()
         with torch.no_grad():
             for module in self.model.modules():
                 if isinstance(module, MoE) and module.cfg.router == "sigmoid":
-                    module.update_bias(module.last_load)
+                    module.update_bias(sum_over_processes(module.last_load.clone(), self.dist))
         self.step += 1
-        tokens = blocks.batch_size * blocks.n_turns * self.model.layout.length
+        tokens = len(indices) * blocks.n_turns * self.model.layout.length  # the whole global batch
+        losses = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, self.dist)
         return {"step": self.step, "lr": lr_at(self.step - 1, self.tc), "grad_norm": float(norm),
-                "tokens": tokens, **{k: float(v.detach()) for k, v in losses.items()}}
+                "tokens": tokens, **losses}
 
     @torch.no_grad()
     def validate(self) -> dict:
         self.model.eval()
         totals: dict[str, float] = {}
-        n = len(self.val_examples)
+        # Sharded, every batch must split evenly: drop the last n % world conversations.
+        n = len(self.val_examples) - len(self.val_examples) % self.dist.world_size
         for start in range(0, n, self.tc.batch_size):
             blocks = self.batch(self.val_examples, list(range(start, min(n, start + self.tc.batch_size))))
             with self.autocast():
@@ -150,10 +197,18 @@ class Trainer:
                                          word_weight=self.tc.word_weight)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size
-        return {f"val_{k}": v / n for k, v in totals.items()}
+        totals = mean_over_processes(totals, self.dist)  # each process saw 1/world of every batch
+        return {f"val_{k}": v / (n / self.dist.world_size) for k, v in totals.items()}
 
     # -- checkpoints ---------------------------------------------------------------------
     def save(self, path: Path) -> Path:
+        """One file (`last.pt`) in one process; a folder of shards (`last.dcp`) when sharded."""
+        if self.dist.sharded:
+            return save_sharded(path.with_suffix(".dcp"), self.model, self.optimizer, self.dist, meta={
+                "vocab": self.vocab, "step": self.step,
+                "generator": self.generator.get_state().tolist(),
+                "train_config": asdict(self.tc), "history": self.history,
+            })
         return self.model.save(path, vocab=self.vocab, step=self.step, extra={
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -163,6 +218,16 @@ class Trainer:
         })
 
     def resume(self, path: Path) -> None:
+        """Continue from `last.pt` (one process) or a `last.dcp` folder (any number of processes)."""
+        path = Path(path)
+        if path.is_dir():
+            meta = load_sharded(path, self.model, self.optimizer, expect=self.cfg)
+            self.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
+            self.step, self.history = meta["step"], meta["history"]
+            return
+        if self.dist.sharded:
+            raise ValueError(f"{path} is a one-process checkpoint; a sharded run resumes from a "
+                             f".dcp folder (train with one process to continue from it)")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         loaded = InteractionModel.from_checkpoint(path, expect=self.cfg, vocab=self.vocab)
         self.model.load_state_dict(loaded.state_dict())
@@ -172,6 +237,13 @@ class Trainer:
         self.step = ckpt["step"]
         self.history = json.loads(ckpt["extra"]["history"])
 
+    def save_weights(self, path: Path) -> None:
+        """The weights alone in the one-file format (what gets shipped), from any number of processes."""
+        state = full_state_dict(self.model) if self.dist.sharded else None
+        if self.dist.is_main:
+            self.model.save(path, vocab=self.vocab, step=self.step, state=state,
+                            extra={"train_config": asdict(self.tc), "history": json.dumps(self.history)})
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, progress: bool = True, until: int | None = None) -> list[dict]:
         """Train to tc.steps (or stop early at step `until`: call fit again to go on)."""
@@ -180,7 +252,8 @@ class Trainer:
         out = Path(self.tc.out)
         out.mkdir(parents=True, exist_ok=True)
         stop = self.tc.steps if until is None else min(until, self.tc.steps)
-        bar = tqdm(total=stop, initial=self.step, desc="training", disable=not progress)
+        main = self.dist.is_main
+        bar = tqdm(total=stop, initial=self.step, desc="training", disable=not (progress and main))
         start, tokens = time.perf_counter(), 0
         while self.step < stop:
             row = self.train_step()
@@ -191,17 +264,18 @@ class Trainer:
                 row.update(self.validate())
                 self.history.append(row)
                 self.save(out / "last.pt")
-                plot_losses(self.history, out / "losses.png")
+                if main:
+                    plot_losses(self.history, out / "losses.png")
             else:
                 self.history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             bar.update(1)
         bar.close()
         if self.step == self.tc.steps:
-            (out / "history.json").write_text(json.dumps(self.history))
+            if main:
+                (out / "history.json").write_text(json.dumps(self.history))
             # the weights alone (no optimiser state): a third of the size, what gets shipped
-            self.model.save(out / "model.pt", vocab=self.vocab, step=self.step,
-                            extra={"train_config": asdict(self.tc), "history": json.dumps(self.history)})
+            self.save_weights(out / "model.pt")
         return self.history
 
 

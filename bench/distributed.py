@@ -9,7 +9,9 @@ same global batch, same data), started as a fresh command:
     1 process, 1 thread          the baseline every ratio is against
     1 process, 2 threads         intra-op parallelism: torch splits each matmul over 2 cores
     2 processes, 1 thread each   data parallelism with FSDP2 (torchrun, gloo): half the batch each
-    1 process, 1 thread, compile torch.compile per block (the first steps pay for compiling)
+    1 process, 1 thread, compile torch.compile of each block's attention and dense FFN (the
+                                 MoE dispatch has data-dependent shapes and stays eager);
+                                 the first steps pay for compiling, from an empty cache
 
 Throughput = tokens of the global batch per second over the steps after the
 first `--warmup` (compiling, allocator and cache warm-up are excluded). The
@@ -43,6 +45,8 @@ def run(name: str, launcher: list[str], extra: list[str], args, out: Path, env: 
                "--batch-size", str(args.batch_size), "--max-turns", str(args.max_turns),
                "--train-dialogues", str(args.dialogues), "--val-dialogues", "4",
                "--eval-every", "100000", "--out", str(folder), *extra]
+    # A fresh compile cache per variant: the first steps show the whole cost of compiling.
+    env = {**env, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor")}
     t0 = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:

@@ -171,7 +171,8 @@ def main(argv=None) -> int:
                    help="a checkpoint to continue from: last.pt, or a last.dcp folder at any world size")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 on a GPU, fp32 on a CPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each block's attention and dense FFN")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute each block in backward: less memory, more compute")
     p.add_argument("--threads", type=int, default=0,

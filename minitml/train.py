@@ -21,7 +21,7 @@ over the processes with FSDP2 and checkpoints are written in shards
 (minitml/distributed.py explains both); the global batch, and so the run, stay
 the same. Options for large models: bf16 (the default on a GPU), activation
 checkpointing (recompute each block in backward: less memory, about a third
-more compute), and torch.compile per block.
+more compute), and torch.compile of the attention and dense FFNs.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if available, else cpu
     precision: str = "auto"  # "auto" (bf16 on a GPU, fp32 on a CPU), "bf16" or "fp32"
     activation_checkpointing: bool = False  # keep only block inputs; recompute the rest in backward
-    compile: bool = False  # torch.compile each transformer block
+    compile: bool = False  # torch.compile attention and dense FFNs (MoE dispatch stays eager)
     out: str = "out/train"  # checkpoints, losses and plots go here
 
 
@@ -102,6 +102,18 @@ def collate(items: list[Blocks], cfg: Config, max_turns: int, turns: int | None 
     return Blocks.cat(padded, dim=0)
 
 
+def compile_blocks(model: InteractionModel) -> None:
+    """torch.compile what has static shapes: each block's attention and dense FFN.
+
+    A MoE layer's dropless dispatch has data-dependent shapes (how many tokens each
+    expert receives changes every step), which would break the graph and recompile
+    for new sizes; it stays eager."""
+    for block in model.blocks:
+        block.attn.compile()
+        if not block.is_moe:
+            block.ffn.compile()
+
+
 def example_turns(example: dict) -> int:
     """Micro-turns of a stored conversation (one scene row per micro-turn)."""
     return len(example["scene"])
@@ -128,8 +140,7 @@ class Trainer:
         self.model = InteractionModel(self.cfg).to(self.device)
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
-            for block in self.model.blocks:
-                block.compile()
+            compile_blocks(self.model)
         if dist.sharded:
             shard(self.model, bf16=self.bf16)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]

@@ -15,9 +15,10 @@ same global batch, same data), started as a fresh command:
 
 Throughput = tokens of the global batch per second over the steps after the
 first `--warmup` (compiling, allocator and cache warm-up are excluded). The
-last loss of each run is printed beside it: the variants train the same model,
-so it should agree to about 1e-4 (FSDP's reduction order and the per-process
-MoE balance loss are the only differences). The last line is JSON.
+last loss of each run is printed beside it, and the largest relative difference
+from the baseline's losses over all steps: the variants train the same model
+(FSDP's reduction order and the per-process MoE balance loss are the only
+differences of the 2-process run). The last line is JSON.
 
 On a 2-core machine, two processes cannot double the speed of one: the
 baseline's one thread already owns a core, and a second process brings its
@@ -55,7 +56,8 @@ def run(name: str, launcher: list[str], extra: list[str], args, out: Path, env: 
     measured = history[args.warmup:]
     seconds = measured[-1]["elapsed_s"] - history[args.warmup - 1]["elapsed_s"]
     tokens = sum(row["tokens"] for row in measured)
-    return {"variant": name, "tokens_per_s": tokens / seconds, "s_per_step": seconds / len(measured),
+    return {"variant": name, "history": history,
+            "tokens_per_s": tokens / seconds, "s_per_step": seconds / len(measured),
             "first_steps_s": history[args.warmup - 1]["elapsed_s"], "last_loss": history[-1]["loss"],
             "command_s": time.perf_counter() - t0}
 
@@ -94,6 +96,13 @@ def main() -> None:
             print(f"  {name:30s} {r['tokens_per_s']:8.0f} tokens/s  {r['s_per_step']:6.3f} s/step  "
                   f"(first {args.warmup} steps {r['first_steps_s']:.1f} s)  last loss {r['last_loss']:.5f}")
     base = rows[0]["tokens_per_s"]
+    print(f"\nparity with 1 process, 1 thread: largest relative difference over all "
+          f"{args.warmup + args.steps} steps")
+    for r in rows[1:]:
+        r["parity"] = {key: max(abs(a[key] - b[key]) / abs(a[key])
+                                for a, b in zip(rows[0]["history"], r["history"]))
+                       for key in ("loss", "text", "mel", "aux", "grad_norm")}
+        print(f"  {r['variant']:30s} " + "  ".join(f"{k} {v:.1e}" for k, v in r["parity"].items()))
     print(f"\n| variant | tokens/s | ratio to 1 process, 1 thread | first {args.warmup} steps (s) "
           f"| last loss |")
     print("|---|---|---|---|---|")
@@ -101,6 +110,8 @@ def main() -> None:
         r["ratio"] = r["tokens_per_s"] / base
         print(f"| {r['variant']} | {r['tokens_per_s']:.0f} | {r['ratio']:.2f} | "
               f"{r['first_steps_s']:.1f} | {r['last_loss']:.5f} |")
+    for r in rows:
+        del r["history"]
     print(json.dumps({"bench": "distributed", "preset": args.preset, "batch_size": args.batch_size,
                       "max_turns": args.max_turns, "steps": args.steps,
                       "load_average": os.getloadavg()[0], "rows": rows}))

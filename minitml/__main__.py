@@ -1,4 +1,4 @@
-"""Command line: `python -m minitml demo`, `python -m minitml presets`."""
+"""Command line: `python -m minitml demo | presets | plan | data | train | eval`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def presets(args) -> int:
         counts = cfg.param_counts()
         print(f"{name:10s} {counts['total']:14,d} {counts['active']:14,d} "
               f"{2 * counts['total'] / 1e9:10.2f}G {cfg.flops_per_token() / 1e9:12.3f}")
+    return 0
+
+
+def plan(args) -> int:
+    """The planner's table (minitml/scale.py): memory, FLOPs and GPUs for each preset."""
+    from minitml.config import PRESETS
+    from minitml.scale import format_plan
+    from minitml.scale import plan as make_plan
+
+    names = args.presets.split(",") if args.presets else list(PRESETS)
+    print(format_plan([make_plan(name, gpu=args.gpu, sessions=args.sessions, train_days=args.days)
+                       for name in names]))
     return 0
 
 
@@ -146,6 +158,12 @@ def main(argv=None) -> int:
     p.set_defaults(func=demo)
     p = sub.add_parser("presets", help="parameter counts and costs of the presets")
     p.set_defaults(func=presets)
+    p = sub.add_parser("plan", help="memory, FLOPs and GPUs to train and to serve each preset")
+    p.add_argument("--presets", default=None, help="comma-separated (default: all three)")
+    p.add_argument("--gpu", default="H100-SXM", help="A100-80GB, H100-SXM or H200 (datasheet figures)")
+    p.add_argument("--sessions", type=int, default=1000, help="concurrent live sessions to serve")
+    p.add_argument("--days", type=float, default=30, help="wall-clock days to train in")
+    p.set_defaults(func=plan)
     p = sub.add_parser("data", help="generate toy conversations into token shards")
     p.add_argument("--split", default="train", choices=["train", "heldout"])
     p.add_argument("--n", type=int, default=450, help="dialogues (450 is about an hour)")

@@ -170,6 +170,7 @@ print(f"the model: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, sli
 # | `08_evaluation` | Full-Duplex-Bench scoring of the model against walkie-talkies |
 # | `09_background_model` | thinking while talking: tool calls that answer while the conversation goes on |
 # | `10_live_demo` | talk to it: microphone or scripted, live in the notebook |
+# | `11_scaling` | from the tiny model to 276B / 12B: memory, FLOPs, GPUs; training sharded over processes |
 #
 # From a terminal, `make demo` plays every kind of scenario through the model and writes a
 # stereo wav, a timeline and a report to `out/demo/`.

@@ -26,3 +26,14 @@ def test_eval_scores_the_shipped_checkpoint_beside_truth_and_baselines(tmp_path,
 def test_eval_refuses_a_missing_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)])
+
+
+def test_plan_table(capsys):
+    from minitml.scale import plan
+
+    assert main(["plan", "--presets", "tiny,tml_small", "--gpu", "H200", "--sessions", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["tiny", "tml_small"]  # one column per preset asked for
+    assert "H200 SXM 141GB" in out and "GPUs for 10 sessions" in out
+    holds = plan("tml_small", gpu="H200", sessions=10)["serve"]["hold_weights"]
+    assert f"GPUs to hold the weights{'':<10}" in out and f"{holds:>24}" in out

@@ -59,7 +59,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from minitml.config import Config
-from minitml.model import InteractionModel
+from minitml.model import InteractionModel, config_diff
 
 FORMAT = "minitml-dcp-1"
 
@@ -196,8 +196,6 @@ def load_sharded(folder: str | Path, model: InteractionModel,
     The folder may have been saved by any number of processes: DCP reads the pieces
     this process's shards need. A checkpoint of another config is refused.
     """
-    from minitml.model import config_diff
-
     meta = read_meta(folder)
     saved = Config.from_dict(meta["config"])
     expect = expect or model.cfg
@@ -207,14 +205,34 @@ def load_sharded(folder: str | Path, model: InteractionModel,
     if optimizer is not None:
         model_state, optim_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optim_state}
+    else:
+        state = {"model": get_model_state_dict(model)}
+    with warnings.catch_warnings():  # DCP warns that one process reads alone: that is the point
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
+    if optimizer is not None:
         set_state_dict(model, optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"])
     else:
-        state = {"model": get_model_state_dict(model)}
-        dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
         set_model_state_dict(model, state["model"])
     return meta
+
+
+def load_full(model: InteractionModel, optimizer: torch.optim.Optimizer, model_state: dict,
+              optimizer_state: dict, param_names: list[str]) -> None:
+    """Load a one-process checkpoint (full tensors) into a sharded model and its optimizer.
+
+    optimizer_state is `optimizer.state_dict()` of the one-process run, which numbers
+    the parameters 0, 1, ... in the optimizer's order; param_names gives their names
+    in that order (the same names under FSDP).
+    """
+    by_name = {
+        "state": {param_names[i]: v for i, v in optimizer_state["state"].items()},
+        "param_groups": [{**g, "params": [param_names[i] for i in g["params"]]}
+                         for g in optimizer_state["param_groups"]],
+    }
+    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=by_name,
+                   options=StateDictOptions(full_state_dict=True))
 
 
 def load_model(folder: str | Path, map_location: str = "cpu") -> InteractionModel:

@@ -40,6 +40,7 @@ from minitml.distributed import (
     Dist,
     full_state_dict,
     global_batch_slice,
+    load_full,
     load_sharded,
     mean_over_processes,
     save_sharded,
@@ -143,10 +144,13 @@ class Trainer:
             compile_blocks(self.model)
         if dist.sharded:
             shard(self.model, bf16=self.bf16)
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
-        keep = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+        named = list(self.model.named_parameters())
+        decay = [(n, p) for n, p in named if p.dim() >= 2 and "embedding" not in n]
+        keep = [(n, p) for n, p in named if not (p.dim() >= 2 and "embedding" not in n)]
+        self.param_names = [n for n, _ in decay + keep]  # the optimizer's order of parameters
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": tc.weight_decay}, {"params": keep, "weight_decay": 0.0}],
+            [{"params": [p for _, p in decay], "weight_decay": tc.weight_decay},
+             {"params": [p for _, p in keep], "weight_decay": 0.0}],
             lr=tc.lr, betas=(0.9, 0.95), fused=self.device.type == "cuda")
         self.train_examples, self.val_examples = train_examples, val_examples
         self.generator = torch.Generator().manual_seed(tc.seed)
@@ -229,20 +233,21 @@ class Trainer:
         })
 
     def resume(self, path: Path) -> None:
-        """Continue from `last.pt` (one process) or a `last.dcp` folder (any number of processes)."""
+        """Continue from `last.pt` or a `last.dcp` folder, in one process or in several."""
         path = Path(path)
         if path.is_dir():
             meta = load_sharded(path, self.model, self.optimizer, expect=self.cfg)
             self.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
             self.step, self.history = meta["step"], meta["history"]
             return
-        if self.dist.sharded:
-            raise ValueError(f"{path} is a one-process checkpoint; a sharded run resumes from a "
-                             f".dcp folder (train with one process to continue from it)")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         loaded = InteractionModel.from_checkpoint(path, expect=self.cfg, vocab=self.vocab)
-        self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict(ckpt["extra"]["optimizer"])
+        if self.dist.sharded:  # every process cuts its shards out of the full tensors
+            load_full(self.model, self.optimizer, loaded.state_dict(), ckpt["extra"]["optimizer"],
+                      self.param_names)
+        else:
+            self.model.load_state_dict(loaded.state_dict())
+            self.optimizer.load_state_dict(ckpt["extra"]["optimizer"])
         self.generator.set_state(ckpt["extra"]["generator"])
         torch.set_rng_state(ckpt["extra"]["torch_rng"])
         self.step = ckpt["step"]

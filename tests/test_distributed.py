@@ -2,9 +2,9 @@
 
 The same command line, `python -m minitml train`, runs once in one process and
 once under torchrun with 2 CPU processes, on the same global batch. Their losses
-must agree step by step, and the sharded checkpoint of the 2-process run must
-load into one process (and continue training there) with the weights the run
-ended with.
+must agree step by step; the sharded checkpoint of the 2-process run must load
+into one process with the weights the run ended with; and each run must resume
+at the other world size.
 """
 
 import json
@@ -86,13 +86,18 @@ def test_sharded_checkpoint_loads_into_one_process(runs):
     assert worst < 1e-3
 
 
-def test_a_two_process_run_resumes_in_one_process(runs):
+def test_runs_resume_across_world_sizes(runs):
+    """2 processes -> 1 (from the shards) and 1 -> 2 (from the one-file checkpoint)."""
     tmp, _, _ = runs
-    from_one = train(tmp, "one", steps=6, extra=["--resume", str(tmp / "one" / "last.pt")])
-    from_two = train(tmp, "two_then_one", steps=6, extra=["--resume", str(tmp / "two" / "last.dcp")])
-    assert [r["step"] for r in from_two] == [1, 2, 3, 4, 5, 6]  # the history came along
-    for a, b in zip(from_one[4:], from_two[4:]):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    resume = ["--resume", str(tmp / "one" / "last.pt")]
+    one_one = train(tmp, "one_then_one", steps=6, extra=resume)
+    one_two = train(tmp, "one_then_two", steps=6, processes=2, extra=resume)
+    two_one = train(tmp, "two_then_one", steps=6, extra=["--resume", str(tmp / "two" / "last.dcp")])
+    for history in (one_two, two_one):
+        assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]  # the history came along
+        for a, b in zip(one_one[4:], history[4:]):
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+            assert b["text"] == pytest.approx(a["text"], rel=1e-4)
 
 
 def test_refusals(runs, tmp_path):

@@ -15,9 +15,11 @@ talking between processes:
     optimizer step        AdamW on the local shard only (the moments are sharded too)
 
 So one process's memory for weights + gradients + AdamW is (4 + 4 + 8) bytes x
-parameters / world, plus one block's full weights at a time. Sharding happens
-per block (`fully_shard(block)`), then once more for what is left (embeddings,
-heads, the final norm), so at most one block is ever gathered in full.
+parameters / world, plus the full weights of the block being computed (and of
+the next one, which FSDP gathers ahead to overlap talking with computing).
+Sharding happens per block (`fully_shard(block)`), then once more for what is
+left (embeddings, heads, the final norm), so no process ever holds the whole
+model at once.
 
 Same result as one process on the whole batch: every process draws the same
 global batch from the same seeded generator, pads it to the same number of
@@ -32,7 +34,9 @@ Checkpoints go through `torch.distributed.checkpoint` (DCP): every process write
 its own shards into one folder, with a metadata file that says where each piece
 of each tensor lives. Loading reads whatever pieces the new layout needs, so a
 folder saved by 2 processes loads into 4, or into 1 plain process with no
-process group at all (`load_model`).
+process group at all (`load_model`). The tensors are read with
+`weights_only=True`, but DCP's index file (`.metadata`) is a pickle: load only
+folders you trust.
 
 Backends: gloo on CPU, NCCL on GPU. On a GPU the weights are gathered in bf16
 and gradients reduced in fp32 (`MixedPrecisionPolicy`).

@@ -9,7 +9,8 @@ Everything is measured in this run:
   denominator, beside the datasheet figure when `--datasheet-tflops` is given;
 - the FLOPs of one training step (forward + backward), counted by PyTorch's
   `FlopCounterMode` on the real step: matmuls and attention, as MFU counts them
-  (norms, activations and the optimizer are not model FLOPs);
+  (norms, activations and the optimizer are not model FLOPs, and neither is the
+  forward that activation checkpointing runs again);
 - the step time: AdamW on random micro-turn blocks of the preset's shapes,
   median of `--steps` steps after `--warmup`.
 
@@ -100,9 +101,11 @@ def main() -> None:
     for _ in range(args.warmup):
         step()
     sync(device)
+    model.activation_checkpointing = False  # model FLOPs: a recomputed forward is not counted
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    model.activation_checkpointing = args.activation_checkpointing
     times = []
     for _ in range(args.steps):
         sync(device)

@@ -109,7 +109,8 @@ def train(args) -> int:
         print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint {Path(tc.out) / name}; "
               f"{last['tokens_per_s']:.0f} tokens/s")
     if dist.sharded:
-        torch.distributed.destroy_process_group()
+        del trainer  # its sharded tensors keep the process group alive (see distributed.close)
+        distributed.close()
     return 0
 
 

@@ -44,6 +44,7 @@ and gradients reduced in fp32 (`MixedPrecisionPolicy`).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import warnings
@@ -112,6 +113,19 @@ def init(device: str = "auto") -> Dist:
         raise RuntimeError(f"process group is rank {dist.get_rank()} of {dist.get_world_size()}, "
                            f"but the environment says rank {rank} of {world}")
     return Dist(rank, world, local_rank, target)
+
+
+def close() -> None:
+    """Leave the process group cleanly: all processes at once, after the last sharded tensor.
+
+    Sharded weights and optimizer state keep the process group alive through their
+    device mesh. If it is still alive when Python exits, gloo's worker threads can be
+    torn down mid-flight and abort the process; so drop them first (`del trainer`),
+    then call this.
+    """
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def shard(model: InteractionModel, bf16: bool = False) -> InteractionModel:

@@ -61,6 +61,10 @@ def test_two_processes_follow_one_process_step_by_step(runs):
     for a, b in zip(one[1::2], two[1::2]):
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
     assert two[-1]["loss"] < two[0]["loss"]
+    worst = {k: max(abs(a[k] - b[k]) / abs(a[k]) for a, b in zip(one, two))
+             for k in ("loss", "text", "mel", "aux", "grad_norm")}
+    print("2 processes vs 1, largest relative difference over 4 steps: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
 
 
 def test_sharded_checkpoint_loads_into_one_process(runs):
@@ -84,6 +88,7 @@ def test_sharded_checkpoint_loads_into_one_process(runs):
     worst = max((a - b).abs().max().item()
                 for a, b in zip(sharded.state_dict().values(), single.state_dict().values()))
     assert worst < 1e-3
+    print(f"weights after 4 steps, 2 processes vs 1: largest difference {worst:.1e}")
 
 
 def test_runs_resume_across_world_sizes(runs):
@@ -98,6 +103,9 @@ def test_runs_resume_across_world_sizes(runs):
         for a, b in zip(one_one[4:], history[4:]):
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
             assert b["text"] == pytest.approx(a["text"], rel=1e-4)
+    for name, history in (("1 -> 2", one_two), ("2 -> 1", two_one)):
+        worst = max(abs(a["loss"] - b["loss"]) / a["loss"] for a, b in zip(one_one[4:], history[4:]))
+        print(f"resumed {name} processes: steps 5-6 loss within {worst:.1e} of 1 -> 1")
 
 
 def test_refusals(runs, tmp_path):

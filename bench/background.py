@@ -35,9 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from minitml.background import NeuralBackground  # noqa: E402
 from minitml.config import get_config  # noqa: E402
 from minitml.model import InteractionModel  # noqa: E402
+from minitml.neural_background import NeuralBackground  # noqa: E402
 from minitml.session import Session  # noqa: E402
 
 HARD = "eighty seven times sixty three".split()

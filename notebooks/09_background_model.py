@@ -74,20 +74,11 @@ from collections import Counter
 import matplotlib.pyplot as plt
 import torch
 
-from minitml.background import (
-    TOOLS,
-    NeuralBackground,
-    ToolExecutor,
-    evaluate_neural,
-    sample_answers,
-    script_monologue,
-    use_tools,
-    vote,
-    weave_time,
-)
+from minitml.background import TOOLS, ToolExecutor, script_monologue, use_tools, weave_time
 from minitml.config import get_config
 from minitml.exercises import check
 from minitml.model import InteractionModel
+from minitml.neural_background import NeuralBackground, evaluate_neural, sample_answers, vote
 from minitml.session import Session
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
@@ -256,7 +247,7 @@ plt.show()
 # Tools are exact but only answer what they were written for. The second background model is
 # learned: `WordGPT`, a two-layer word-level transformer over the same vocabulary, trained on
 # the toy world's requests and answers (`<call> twelve plus thirty </call> <result> forty two`),
-# about 2 minutes on one CPU thread (`python -m minitml.background train`); the weights ship in
+# about 2 minutes on one CPU thread (`python -m minitml.neural_background train`); the weights ship in
 # `data/background_gpt.pt`. Ten percent of the number pairs are held out of training.
 #
 # A small model *will* be wrong sometimes, and a wrong number said confidently is worse than

@@ -12,18 +12,16 @@ import torch
 from minitml.background import (
     FAIL,
     RESULT,
-    WEIGHTS,
     BackgroundModel,
     ContextPackage,
-    NeuralBackground,
     ToolExecutor,
-    load_word_gpt,
     script_monologue,
     use_tools,
     weave_time,
 )
 from minitml.config import get_config
 from minitml.model import InteractionModel
+from minitml.neural_background import WEIGHTS, NeuralBackground, load_word_gpt
 from minitml.session import Session
 from minitml.stream import PAD
 from minitml.world.vocab import VOCAB

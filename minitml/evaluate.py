@@ -58,7 +58,7 @@ from pathlib import Path
 import torch
 
 from minitml.metrics import score, summarize
-from minitml.session import Session
+from minitml.session import Session, plot_channels
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
 
@@ -282,13 +282,8 @@ def plot_run(scenario, words, audio, ax=None, title: str = ""):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 2.8))
-    sr, ann = scenario.sample_rate, scenario.annotations
-    t = (torch.arange(scenario.user_audio.shape[0]) / sr).numpy()
-    ax.plot(t, (scenario.user_audio + 1.0).numpy(), lw=0.4, color="tab:blue")
-    ax.plot(t[: audio.shape[0]], (audio - 1.0).numpy(), lw=0.4, color="tab:orange")
-    for word, when in words:
-        ax.text(when, -2.15, word, fontsize=7, rotation=45, color="black" if word.startswith("<") else
-                "tab:orange", ha="left", va="top")
+    ann = scenario.annotations
+    plot_channels(ax, scenario.user_audio, audio, scenario.sample_rate, words, "system")
     for a, b in ann.get("pauses", []):
         ax.axvspan(a, b, color="gold", alpha=0.25, lw=0)
     if "barge_in" in ann:
@@ -300,9 +295,6 @@ def plot_run(scenario, words, audio, ax=None, title: str = ""):
     for x, label, colour in cues:
         ax.axvline(x, color=colour, lw=0.8, ls="--")
         ax.text(x, 2.0, " " + label, fontsize=7, color=colour, va="top")
-    ax.set_yticks([1.0, -1.0], ["user", "system"])
-    ax.set_ylim(-2.9, 2.1)
     ax.set_xlim(0, scenario.duration)
-    ax.set_xlabel("time (s)")
     ax.set_title(title or f"{scenario.kind} (seed {scenario.seed})", fontsize=10)
     return ax

@@ -456,12 +456,7 @@ class Timeline:
 
         if ax is None:
             _, ax = plt.subplots(figsize=(12, 3))
-        t = torch.arange(self.user_audio.shape[0]) / self.sample_rate
-        ax.plot(t.numpy(), (self.user_audio + 1.0).numpy(), lw=0.4, color="tab:blue", label="user")
-        ax.plot(t.numpy(), (self.model_audio - 1.0).numpy(), lw=0.4, color="tab:orange",
-                label="model")
-        for word, when in self.words:
-            ax.text(when, -2.1, word, fontsize=7, rotation=45, color="tab:orange")
+        plot_channels(ax, self.user_audio, self.model_audio, self.sample_rate, self.words, "model")
         colours = {"took_turn": "green", "backchannel": "purple", "yielded": "red",
                    "background_call": "black", "background_result": "teal",
                    "background_cancelled": "gray", "background_error": "crimson",
@@ -471,9 +466,22 @@ class Timeline:
                 ax.axvline(e.time, color=colours[e.kind], lw=0.8, ls="--")
                 ax.text(e.time, 0.0, " " + e.kind, fontsize=7, color=colours[e.kind], rotation=90,
                         va="center")
-        ax.set_yticks([1.0, -1.0], ["user", "model"])
-        ax.set_ylim(-2.6, 2.1)
-        ax.set_xlabel("time (s)")
         if title:
             ax.set_title(title)
         return ax
+
+
+def plot_channels(ax, user_audio: torch.Tensor, system_audio: torch.Tensor, sample_rate: int,
+                  words: list[tuple[str, float]], system: str = "model") -> None:
+    """The user's waveform above (around +1), the system's below (around -1), its words under it.
+
+    Special tokens (<call>, <result>, ...) are black, spoken words orange."""
+    t = (torch.arange(max(user_audio.shape[0], system_audio.shape[0])) / sample_rate).numpy()
+    ax.plot(t[: user_audio.shape[0]], (user_audio + 1.0).numpy(), lw=0.4, color="tab:blue")
+    ax.plot(t[: system_audio.shape[0]], (system_audio - 1.0).numpy(), lw=0.4, color="tab:orange")
+    for word, when in words:
+        ax.text(when, -2.15, word, fontsize=7, rotation=45, ha="left", va="top",
+                color="black" if word.startswith("<") else "tab:orange")
+    ax.set_yticks([1.0, -1.0], ["user", system])
+    ax.set_ylim(-2.9, 2.1)
+    ax.set_xlabel("time (s)")

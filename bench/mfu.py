@@ -1,7 +1,7 @@
 """Model FLOPs utilisation of a training step: useful FLOPs per second over what the chip can do.
 
     .venv/bin/python bench/mfu.py --preset small --device cuda      # bf16 on a GPU
-    .venv/bin/python bench/mfu.py --preset tiny --device cpu        # fp32 on the CPU (a smoke run)
+    .venv/bin/python bench/mfu.py                                   # tiny, fp32, on a CPU
 
 Everything is measured in this run:
 - the chip's matrix rate: a large square matmul in the training dtype, timed
@@ -60,7 +60,7 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--preset", default=None, help="default: small on a GPU, tiny on a CPU")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--turns", type=int, default=0, help="micro-turns per sequence (0: the window)")
@@ -79,6 +79,7 @@ def main() -> None:
                           else "cpu" if args.device == "auto" else args.device)
     bf16 = device.type == "cuda"
     dtype = torch.bfloat16 if bf16 else torch.float32
+    args.preset = args.preset or ("small" if device.type == "cuda" else "tiny")
     cfg = get_config(args.preset)
     turns = args.turns or cfg.model.window_micro_turns
 

@@ -224,6 +224,11 @@ plot_losses(history, WORK / "shipped.png")
 display(Image(WORK / "shipped.png"))
 
 # %% [markdown]
+# The same training runs on more than one process with no change to the script:
+# `torchrun --nproc-per-node 2 -m minitml train ...` shards the weights with FSDP2 and trains
+# each process on its half of every batch, and the run stays the one-process run.
+# Notebook 11 runs it and explains what sharding buys; `minitml/distributed.py` is the code.
+#
 # ## 7. Greedy decoding asks two questions
 #
 # At the end of a question the model may give "speak now" a probability of 0.7 split between

@@ -108,6 +108,16 @@ def test_runs_resume_across_world_sizes(runs):
         print(f"resumed {name} processes: steps 5-6 loss within {worst:.1e} of 1 -> 1")
 
 
+def test_bf16_sharded_with_activation_checkpointing(runs):
+    """The GPU recipe (bf16 weights gathered, fp32 reductions, recomputed blocks), on 2 CPUs."""
+    tmp, one, _ = runs
+    bf16 = train(tmp, "bf16", steps=2, processes=2,
+                 extra=["--precision", "bf16", "--activation-checkpointing"])
+    for a, b in zip(one, bf16):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-2)  # bf16 keeps about 3 digits
+    assert (tmp / "bf16" / "last.dcp" / "meta.json").exists()
+
+
 def test_refusals(runs, tmp_path):
     tmp, _, _ = runs
     other = get_config("tiny").replace(model=get_config("small").model)

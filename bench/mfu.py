@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minitml.config import get_config  # noqa: E402
+from minitml.distributed import resolve_device  # noqa: E402
 from minitml.model import InteractionModel  # noqa: E402
 from minitml.stream import random_blocks  # noqa: E402
 from minitml.train import compile_blocks  # noqa: E402
@@ -75,8 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(resolve_device(args.device))
     bf16 = device.type == "cuda"
     dtype = torch.bfloat16 if bf16 else torch.float32
     args.preset = args.preset or ("small" if device.type == "cuda" else "tiny")

@@ -59,7 +59,7 @@ def data(args) -> int:
     path = make_dataset(args.split, args.n, args.seed, folder=args.out, workers=args.workers,
                         overwrite=args.overwrite)
     index = json.loads((path / "index.json").read_text())
-    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
     elapsed = time.perf_counter() - t0
     print(f"{index['n']} {args.split} dialogues, {index['seconds'] / 60:.1f} min of audio, "
           f"{size:.1f} MB, in {path} ({elapsed:.0f} s)")

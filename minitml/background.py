@@ -356,7 +356,6 @@ class Call:
     received: list[str] = field(default_factory=list)  # answer words streamed back so far
     delivered: list[str] = field(default_factory=list)  # what went into the text-in queue so far
     error: str = ""
-    first_wall: float | None = None  # when a poll first found answer words (wall clock)
     done_wall: float | None = None  # when a poll found the answer complete (wall clock)
     delivered_turn: int | None = None  # the micro-turn whose text-in queue got the last word
     heard_by_s: float | None = None  # session time by which the last word has been heard
@@ -460,8 +459,6 @@ class Handoff:
                 self.background.cancel(call_id)
                 events.append(Event("background_error", now_s, f"#{call_id} {error}"))
                 continue
-            if words and call.first_wall is None:
-                call.first_wall = now
             call.received += words
             if kind == "done":
                 call.status, call.done_wall = "done", now

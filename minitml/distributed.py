@@ -88,6 +88,13 @@ class Dist:
         return self.world_size > 1
 
 
+def resolve_device(device: str = "auto") -> str:
+    """"auto" -> "cuda" when there is a GPU, else "cpu"; any other name is kept."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def init(device: str = "auto") -> Dist:
     """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK), or run alone.
 
@@ -95,8 +102,7 @@ def init(device: str = "auto") -> Dist:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if world == 1:
@@ -159,8 +165,8 @@ def mean_over_processes(values: dict[str, float], d: Dist) -> dict[str, float]:
     if not d.sharded:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t.to(d.device) if d.device.type == "cuda" else t)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=d.device)  # NCCL: on the GPU
+    dist.all_reduce(t)
     return {k: float(v) / d.world_size for k, v in zip(keys, t.tolist())}
 
 

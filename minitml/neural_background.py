@@ -31,6 +31,7 @@ from minitml.background import CALL, END_CALL, FAIL, RESULT, BackgroundModel, Co
 from minitml.stream import PAD
 from minitml.world.scenarios import ANIMAL_LEGS, THING_COLOURS
 from minitml.world.vocab import VOCAB, number_words
+from minitml.world.vocab import ids as word_ids
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "background_gpt.pt"
 
@@ -71,10 +72,6 @@ class WordGPT(nn.Module):
         return self.head(self.norm(self.blocks(x, mask=causal, is_causal=True)))  # (B, T, V)
 
 
-def _encode(words: list[str]) -> list[int]:
-    return [VOCAB.index(w) for w in words]
-
-
 def qa_pairs(kind: str, split: str) -> list[tuple[list[str], list[str]]]:
     """Every (call words, answer words) of one kind of request; 10% of the numbers are held out.
 
@@ -113,7 +110,7 @@ def _batch(pairs: dict, rng: np.random.Generator, n: int, max_len: int):
     targets = torch.full((n, max_len), -100, dtype=torch.long)
     for i, kind in enumerate(kinds):
         q, a = pairs[kind][rng.integers(len(pairs[kind]))]
-        seq = _encode([CALL, *q, END_CALL, RESULT, *a]) + [PAD]  # PAD ends the answer
+        seq = word_ids([CALL, *q, END_CALL, RESULT, *a]) + [PAD]  # PAD ends the answer
         ids[i, :len(seq)] = torch.tensor(seq)
         start = len(q) + 2  # the position of <result>: it predicts the first answer word
         targets[i, start:len(seq) - 1] = torch.tensor(seq[start + 1:])
@@ -170,7 +167,7 @@ def sample_answers(model: WordGPT, call: list[str], n_samples: int, temperature:
                    generator: torch.Generator | None = None, check: Callable = lambda: None,
                    max_words: int = 8) -> list[tuple[str, ...]]:
     """n_samples answers to one call, sampled in one batch (temperature 0: greedy)."""
-    prompt = torch.tensor(_encode([CALL, *call, END_CALL, RESULT]))
+    prompt = torch.tensor(word_ids([CALL, *call, END_CALL, RESULT]))
     ids = prompt.repeat(n_samples, 1)  # (K, T)
     done = torch.zeros(n_samples, dtype=torch.bool)
     for _ in range(min(max_words, model.cfg.max_len - ids.shape[1])):

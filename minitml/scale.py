@@ -337,16 +337,16 @@ def serving_step(cfg: Config | str, sessions: int, precision: Precision = BF16_A
     cfg = _config(cfg)
     if not (isinstance(sessions, Integral) and sessions >= 1):
         raise ValueError(f"sessions must be a whole number >= 1, got {sessions!r}")
-    m, e, g = cfg.model, cfg.moe, cfg.param_groups()
+    m, g = cfg.model, cfg.param_groups()
     lay, A = cfg.layout(), cfg.audio.tokens_per_micro_turn
     tokens = [sessions * (lay["total"] - lay["model_out"] + 1)] + [sessions] * (A - 1)  # per call
     n_moe = sum(m.is_moe_layer(i) for i in range(m.n_layers))
-    swiglu = 3 * m.d_model * e.d_expert  # weights of one expert
     lookups = sum(g[n]["total"] for n in ("text_embedding", "patch_positions", "stream_type_embedding"))
     total = cfg.param_counts()["total"]
-    dense = (total - n_moe * e.n_experts * swiglu - lookups) * precision.weights  # read by every call
+    all_experts = n_moe * moe_layer_bytes(cfg, 0, precision.weights)["all"]
+    dense = (total - lookups) * precision.weights - all_experts  # read by every call
     kv = kv_cache_bytes(cfg, precision.kv_cache)
-    weight_bytes = sum(dense + n_moe * experts_touched(n, e.n_experts, e.top_k) * swiglu * precision.weights
+    weight_bytes = sum(dense + n_moe * moe_layer_bytes(cfg, n, precision.weights)["touched"]
                        for n in tokens)
     kv_bytes = len(tokens) * sessions * kv  # each call reads every session's whole ring
     return {"calls": len(tokens), "tokens": tokens,

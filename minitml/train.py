@@ -43,6 +43,7 @@ from minitml.distributed import (
     load_full,
     load_sharded,
     mean_over_processes,
+    resolve_device,
     save_sharded,
     shard,
     sum_over_processes,
@@ -131,8 +132,7 @@ class Trainer:
         self.vocab = vocab
         self.to_blocks = to_blocks
         if dist is None:
-            device = tc.device if tc.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-            dist = Dist(device=torch.device(device))
+            dist = Dist(device=torch.device(resolve_device(tc.device)))
         self.dist, self.device = dist, dist.device
         if tc.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {tc.precision!r}")

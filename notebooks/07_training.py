@@ -154,7 +154,7 @@ print(f"untrained: words {losses['text']:.2f} (ln 256 = {torch.log(torch.tensor(
 # matters most for turn-taking, the *first* word of an answer, is a rare event. With
 # `word_weight = 5` a word target counts five times as much as a PAD target in the (weighted)
 # mean, so the first word is learned sooner, at the price of a model a little readier to speak
-# than the data. The shipped model, trained ten times longer on all nine kinds, uses 1.
+# than the data. The shipped model, trained longer on all nine kinds (section 6), uses 1.
 
 # %%
 tc = TrainConfig(steps=STEPS, batch_size=8, max_turns=40, warmup=20, lr=6e-3, word_weight=WORD_WEIGHT,
@@ -219,7 +219,11 @@ print({k: shipped_tc[k] for k in ("preset", "train_dialogues", "batch_size", "ma
 # a run resumed from a checkpoint restarts its clock: add up the last time of each leg
 legs = [h["elapsed_s"] for h, nxt in zip(history, history[1:] + [None])
         if nxt is None or nxt["elapsed_s"] < h["elapsed_s"]]
-print(f"{history[-1]['step']} steps, wall time {sum(legs) / 60:.0f} min in {len(legs)} leg(s)")
+print(f"{history[-1]['step']} steps, wall time {sum(legs) / 60:.0f} min in {len(legs)} leg(s): "
+      + ", ".join(f"{s / 60:.0f} min" for s in legs))
+val = [h for h in history if "val_text" in h]
+print(f"held-out loss, step {val[0]['step']} -> {val[-1]['step']}: words {val[0]['val_text']:.3f} -> "
+      f"{val[-1]['val_text']:.3f}, dMel {val[0]['val_mel']:.3f} -> {val[-1]['val_mel']:.3f}")
 plot_losses(history, WORK / "shipped.png")
 display(Image(WORK / "shipped.png"))
 

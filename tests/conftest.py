@@ -20,3 +20,11 @@ def speech():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """The CLI sets one torch thread for its process; tests call it in-process: restore."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

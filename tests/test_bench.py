@@ -5,6 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from minitml.config import get_config
+from minitml.scale import flops_per_micro_turn
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,8 +21,12 @@ def test_mfu_bench_runs_on_the_cpu():
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["tokens_per_step"] == 1 * 4 * 14  # 4 patches + 4 audio + 2 text-in + 4 output positions
-    assert row["tokens_per_s"] == row["tokens_per_step"] / row["step_s_median"]
-    # forward + backward: about 6 FLOPs per active matmul weight per token; the tiny model has
-    # under 2.8M parameters, so 56 tokens cost under 6 * 2.8e6 * 56 = 9.4e8 FLOPs plus attention
-    assert 1e-5 < row["counted_tflop_per_step"] < 1.2e-3
-    assert 0 < row["mfu_vs_measured"] and row["mfu_vs_datasheet"] > 0
+    # The counted FLOPs of forward + backward against the planner: 3 x the forward of 4
+    # micro-turns whose 56 positions each score all 56 keys (SDPA computes the whole
+    # masked square). The planner is a little above the count: its 3x assumes every layer
+    # computes an input gradient, and the first ones (the patch stem, for one) do not.
+    cfg = get_config("tiny")
+    planned = 3 * 4 * flops_per_micro_turn(cfg, keys=56)["total"]
+    counted = row["counted_tflop_per_step"] * 1e12
+    assert 0.85 * planned < counted <= planned
+    assert row["mfu_vs_datasheet"] == pytest.approx(counted / row["step_s_median"] / 1e12)

@@ -184,10 +184,23 @@ def test_the_widget_answers_through_its_comm_and_counts_turns(model, monkeypatch
     demo.close()
 
 
+def test_the_python_playout_schedule_uses_the_pages_constants():
+    """engine.playout_schedule re-states widget.js's scheduling in Python for notebook 10."""
+    import re
+
+    from minitml.demo import engine as demo_engine
+    from minitml.demo.widget import DuplexDemo as Widget
+
+    js = str(Widget._esm)
+    for name in ("LEAD_S", "MARGIN_S"):
+        value = float(re.search(rf"const {name} = ([0-9.]+);", js).group(1))
+        assert value == getattr(demo_engine, name), name
+
+
 def test_the_widget_front_end_is_shipped():
     from minitml.demo.widget import DuplexDemo as Widget
 
-    js = Widget._esm.read_text() if hasattr(Widget._esm, "read_text") else str(Widget._esm)
+    js = str(Widget._esm)  # anywidget reads the file into its contents
     for needed in ("AudioWorkletProcessor", "getUserMedia", "isSecureContext", "msg:custom",
                    "export default"):
         assert needed in js
@@ -214,15 +227,22 @@ def test_demo_command_writes_stereo_wav_timeline_and_report(tmp_path, capsys):
 
 
 def test_microphone_mode_with_the_tool_background_model(model):
-    from minitml.background import ToolExecutor
+    import time
 
-    engine = DemoEngine(model, background=ToolExecutor())
+    from minitml.background import ToolExecutor, script_monologue
+
+    engine = DemoEngine(model, background=ToolExecutor(latency_s=0.0))
     try:
         send(engine, {"type": "start", "mode": "microphone"})
-        assert engine.session.handoff is not None  # the model's <call>s would reach the tools
-        for seq in range(3):
+        # the model's call words (scripted: the untrained model would not say them)
+        script_monologue(engine.session, "<call> two times three </call>")
+        for seq in range(20):
             replies = send(engine, {"type": "chunk", "seq": seq}, np.zeros(N, "<f4").tobytes())
             assert kinds(replies) == ["output"]
+            time.sleep(0.05)  # the tool answers in its worker, beside the loop
+        calls = engine.session.handoff.calls
+        assert [c.words for c in calls] == [["two", "times", "three"]]
+        assert calls[0].delivered == ["<result>", "six"]  # what the model heard as text-in
         send(engine, {"type": "start", "mode": "scripted", "kind": "background"})
         assert engine.session.handoff is None  # scripted results come as the scenario's text-in instead
     finally:

@@ -130,9 +130,8 @@ class DemoEngine:
         self.n = self.cfg.audio.samples_per_micro_turn  # 3200 samples per chunk
         self.A = self.cfg.audio.tokens_per_micro_turn  # 4 slots of 50 ms
         self.vision = self.cfg.vision
-        vocab = model.vocab if model.vocab is not None else list(VOCAB)
-        # ids the vocabulary does not name (an untrained model may say them) get placeholder names
-        self.vocab = list(vocab) + [f"<unused{i}>" for i in range(len(vocab), self.cfg.model.text_vocab_size)]
+        # (the Session names ids past the vocabulary itself: an untrained model may say them)
+        self.vocab = list(model.vocab if model.vocab is not None else VOCAB)
         self.device = str(model.text_head.weight.device)
         self.checkpoint = getattr(model, "checkpoint", "")
         self.overrun, self.user_voice = overrun, user_voice

@@ -1,4 +1,4 @@
-"""Training throughput: one process against two (FSDP2 over gloo), torch.compile off and on.
+"""Training throughput: 1 process against 2 (FSDP2 over gloo; experts gathered or split), compile on/off.
 
     .venv/bin/python bench/distributed.py                 # tiny preset, about 3 minutes on 2 cores
     .venv/bin/python bench/distributed.py --steps 40 --batch-size 16 --no-compile
@@ -9,6 +9,9 @@ same global batch, same data), started as a fresh command:
     1 process, 1 thread          the baseline every ratio is against
     1 process, 2 threads         intra-op parallelism: torch splits each matmul over 2 cores
     2 processes, 1 thread each   data parallelism with FSDP2 (torchrun, gloo): half the batch each
+    2 processes, experts split   the same, with expert parallelism: each process keeps 2 of the
+                                 4 experts and sends tokens to them (all-to-all) instead of
+                                 gathering the experts' weights
     1 process, 1 thread, compile torch.compile of each block's attention and dense FFN (the
                                  MoE dispatch has data-dependent shapes and stays eager);
                                  the first steps pay for compiling, from an empty cache
@@ -81,7 +84,8 @@ def main() -> None:
            "-m", "minitml"]
     variants = [("1 process, 1 thread", one, ["--threads", "1"]),
                 ("1 process, 2 threads", one, ["--threads", "2"]),
-                ("2 processes, 1 thread each", two, ["--threads", "1"])]
+                ("2 processes, 1 thread each", two, ["--threads", "1"]),
+                ("2 processes, experts split", two, ["--threads", "1", "--expert-parallel"])]
     if not args.no_compile:
         variants.append(("1 process, 1 thread, compile", one, ["--threads", "1", "--compile"]))
 

@@ -81,14 +81,16 @@ def train(args) -> int:
                      lr=args.lr, seed=args.seed, out=args.out, device=args.device,
                      eval_every=args.eval_every, max_turns=args.max_turns,
                      precision=args.precision, compile=args.compile,
-                     activation_checkpointing=args.activation_checkpointing)
+                     activation_checkpointing=args.activation_checkpointing,
+                     expert_parallel=args.expert_parallel)
     if args.threads:
         torch.set_num_threads(args.threads)
     dist = distributed.init(tc.device)
     if dist.sharded and dist.is_main:
+        experts = "; the experts split between them, tokens sent to them" if tc.expert_parallel else ""
         print(f"{dist.world_size} processes ({dist.device.type}): FSDP2, each holds 1/{dist.world_size} "
-              f"of the weights; a global batch of {tc.batch_size} is {tc.batch_size // dist.world_size} "
-              f"per process")
+              f"of the weights{experts}; a global batch of {tc.batch_size} is "
+              f"{tc.batch_size // dist.world_size} per process")
 
     def datasets():
         return (make_dataset("train", tc.train_dialogues, tc.data_seed, progress=dist.is_main),
@@ -194,6 +196,8 @@ def main(argv=None) -> int:
                    help="torch.compile each block's attention and dense FFN")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute each block in backward: less memory, more compute")
+    p.add_argument("--expert-parallel", action="store_true",
+                   help="under torchrun: each process owns n_experts/world experts; tokens travel to them")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")
     p.set_defaults(func=train)

@@ -34,9 +34,12 @@ Checkpoints go through `torch.distributed.checkpoint` (DCP): every process write
 its own shards into one folder, with a metadata file that says where each piece
 of each tensor lives. Loading reads whatever pieces the new layout needs, so a
 folder saved by 2 processes loads into 4, or into 1 plain process with no
-process group at all (`load_model`). The tensors are read with
+process group at all (`InteractionModel.from_checkpoint`). The tensors are read with
 `weights_only=True`, but DCP's index file (`.metadata`) is a pickle: load only
 folders you trust.
+
+With `expert_parallel`, the MoE experts are not gathered at all: each process
+keeps its share of them and the tokens travel instead (minitml/expert_parallel.py).
 
 Backends: gloo on CPU, NCCL on GPU. On a GPU the weights are gathered in bf16
 and gradients reduced in fp32 (`MixedPrecisionPolicy`).
@@ -61,9 +64,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_state_dict,
 )
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from minitml.config import Config
+from minitml.expert_parallel import shard_experts
 from minitml.model import InteractionModel, config_diff
 
 FORMAT = "minitml-dcp-1"
@@ -134,17 +139,22 @@ def close() -> None:
     dist.destroy_process_group()
 
 
-def shard(model: InteractionModel, bf16: bool = False) -> InteractionModel:
+def shard(model: InteractionModel, bf16: bool = False, expert_parallel: bool = False) -> InteractionModel:
     """Shard the model's weights over the process group: one FSDP unit per block, then the rest.
 
     bf16: gather weights and run the forward in bf16, reduce gradients in fp32
-    (the optimizer still updates fp32 shards). In place; returns the model.
+    (the optimizer still updates fp32 shards). expert_parallel: each process owns
+    n_experts / world of every MoE layer's experts and tokens travel to them
+    (minitml/expert_parallel.py); FSDP shards everything else. In place; returns the model.
     """
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
         else MixedPrecisionPolicy()
+    device_type = next(model.parameters()).device.type
+    mesh = init_device_mesh(device_type, (dist.get_world_size(),))  # one mesh for FSDP and the experts
+    experts = shard_experts(model, mesh) if expert_parallel else set()
     for block in model.blocks:
-        fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)  # embeddings, the final norm, the heads
+        fully_shard(block, mesh=mesh, mp_policy=policy, ignored_params=experts & set(block.parameters()))
+    fully_shard(model, mesh=mesh, mp_policy=policy, ignored_params=experts)  # embeddings, final norm, heads
     # FSDP warns that the model's outputs are views (in-place edits of them would skip
     # a hook). Nothing in minitml edits them in place.
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
@@ -226,6 +236,13 @@ def load_sharded(folder: str | Path, model: InteractionModel,
     if saved != expect:
         raise ValueError(f"{folder} was trained with another config: "
                          + "; ".join(config_diff(expect, saved)))
+    load_shards(folder, model, optimizer)
+    return meta
+
+
+def load_shards(folder: str | Path, model: InteractionModel,
+                optimizer: torch.optim.Optimizer | None = None) -> None:
+    """The tensors of a sharded checkpoint into `model` (and optimizer), with no checks."""
     if optimizer is not None:
         model_state, optim_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optim_state}
@@ -239,7 +256,6 @@ def load_sharded(folder: str | Path, model: InteractionModel,
                        optim_state_dict=state["optimizer"])
     else:
         set_model_state_dict(model, state["model"])
-    return meta
 
 
 def load_full(model: InteractionModel, optimizer: torch.optim.Optimizer, model_state: dict,
@@ -257,15 +273,6 @@ def load_full(model: InteractionModel, optimizer: torch.optim.Optimizer, model_s
     }
     set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=by_name,
                    options=StateDictOptions(full_state_dict=True))
-
-
-def load_model(folder: str | Path, map_location: str = "cpu") -> InteractionModel:
-    """A plain, single-process InteractionModel from a sharded checkpoint (no process group needed)."""
-    meta = read_meta(folder)
-    model = InteractionModel(Config.from_dict(meta["config"])).to(map_location)
-    load_sharded(folder, model)
-    model.vocab = meta.get("vocab")
-    return model
 
 
 def full_state_dict(model: InteractionModel) -> dict[str, torch.Tensor]:

@@ -380,7 +380,7 @@ class InteractionModel(nn.Module):
         processes (minitml.distributed), loaded here into one process."""
         folder = Path(path).is_dir()
         if folder:
-            from minitml.distributed import load_model, read_meta
+            from minitml.distributed import load_shards, read_meta
 
             saved = read_meta(path)
         else:
@@ -393,12 +393,12 @@ class InteractionModel(nn.Module):
                              + "; ".join(config_diff(expect, cfg)))
         if vocab is not None and saved.get("vocab") is not None and saved["vocab"] != vocab:
             raise ValueError(f"{path} has another vocabulary: " + vocab_diff(vocab, saved["vocab"]))
+        model = InteractionModel(cfg).to(map_location)
         if folder:
-            return load_model(path, map_location)
-        ckpt = saved
-        model = InteractionModel(cfg)
-        model.load_state_dict(ckpt["model"])
-        model.vocab = ckpt.get("vocab")
+            load_shards(path, model)
+        else:
+            model.load_state_dict(saved["model"])
+        model.vocab = saved.get("vocab")
         return model
 
 

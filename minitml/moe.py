@@ -38,6 +38,10 @@ dropped for lack of capacity.
     4. run each expert ONCE on its slice (a loop over experts, never over tokens)
     5. scale by g and index_add_ the results back to their tokens
 
+Over several processes (minitml/expert_parallel.py) the steps stay the same, with
+an all-to-all that sends each row to the process owning its expert before step 4,
+and one that brings the results back after it.
+
 When only a handful of tokens arrive (streaming decode: one position at a time)
 sorting is overhead. Then the layer picks just the chosen experts' weight
 matrices, w_gate[e] etc., and does matrix-vector products with them, reading
@@ -74,6 +78,24 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (..., d) -> (..., d)
         return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+def grouped_experts(xs: Tensor, counts: list[int], w_gate: Tensor, w_up: Tensor, w_down: Tensor) -> Tensor:
+    """Each expert once, on its contiguous slice of rows sorted by expert.
+
+    xs: (n, d), the first counts[0] rows for expert 0, the next counts[1] for expert 1...;
+    w_gate/w_up: (E, d, h), w_down: (E, h, d) -> (n, d). A loop over experts, never over
+    tokens. An expert with no rows still runs (on zero rows) so that every expert weight
+    is part of the graph: under expert parallelism every process must take part in the
+    backward exchange, whatever it received.
+    """
+    outs, start = [], 0
+    for e, n in enumerate(counts):
+        rows = xs[start:start + n]  # (n_e, d) the rows routed to expert e
+        hidden = F.silu(rows @ w_gate[e]) * (rows @ w_up[e])  # (n_e, h)
+        outs.append(hidden @ w_down[e])  # (n_e, d)
+        start += n
+    return torch.cat(outs)  # (n, d)
 
 
 # ----------------------------------------------------------------------------
@@ -139,6 +161,8 @@ class MoE(nn.Module):
         self.shared = SwiGLU(d, S * h) if S > 0 else None
         # Balancing bias of the sigmoid router (saved with the model, never trained).
         self.register_buffer("bias", torch.zeros(E))
+        # Set by minitml.expert_parallel.shard_experts: experts split over processes.
+        self.expert_parallel = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -184,18 +208,8 @@ class MoE(nn.Module):
         token = order // k  # (N*k,) the token each sorted assignment belongs to
         gate = weights.flatten()[order, None]  # (N*k, 1) its combine weight g
         counts = torch.bincount(flat, minlength=self.cfg.n_experts).tolist()  # E ints
-        y = x.new_zeros(N, self.d_model)  # (N, d)
-        start = 0
-        for e, n in enumerate(counts):  # each expert runs once, on its contiguous slice
-            if n == 0:
-                continue
-            rows = slice(start, start + n)
-            xs = x[token[rows]]  # (n, d) the tokens routed to expert e
-            hidden = F.silu(xs @ self.w_gate[e]) * (xs @ self.w_up[e])  # (n, h)
-            out = hidden @ self.w_down[e]  # (n, d)
-            y.index_add_(0, token[rows], gate[rows] * out)  # y[t] += g * expert_e(x[t])
-            start += n
-        return y
+        out = grouped_experts(x[token], counts, self.w_gate, self.w_up, self.w_down)  # (N*k, d)
+        return x.new_zeros(N, self.d_model).index_add(0, token, gate * out)  # y[t] += g * expert_e(x[t])
 
     def experts_decode(self, x: Tensor, weights: Tensor, experts: Tensor) -> Tensor:
         """A handful of tokens: mat-vecs with only the chosen experts' weights.
@@ -223,12 +237,14 @@ class MoE(nn.Module):
             raise ValueError(f"MoE expects inputs (..., {self.d_model}), got shape {tuple(x.shape)}")
         shape = x.shape
         x = x.reshape(-1, self.d_model)  # (N, d)
-        if x.shape[0] == 0:  # nothing to route: no output, no loss (not NaN)
+        if x.shape[0] == 0 and self.expert_parallel is None:  # nothing to route: no output, no loss (not NaN)
             zero = x.new_zeros(())
             load = torch.zeros(self.cfg.n_experts, dtype=torch.long, device=x.device)
             return x.reshape(shape), MoEAux(zero, zero, load, zero)
         r = self.route(x)
-        if x.shape[0] <= self.cfg.decode_max_tokens:
+        if self.expert_parallel is not None:  # every process takes part, however few its tokens
+            y = self.expert_parallel.forward(self, x, r.weights, r.experts)
+        elif x.shape[0] <= self.cfg.decode_max_tokens:
             y = self.experts_decode(x, r.weights, r.experts)
         else:
             y = self.experts_dispatch(x, r.weights, r.experts)

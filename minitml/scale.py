@@ -253,6 +253,29 @@ def moe_layer_bytes(cfg: Config | str, n_tokens: int, bytes_per_number: int = 2)
             "touched": experts_touched(n_tokens, e.n_experts, e.top_k) * expert}
 
 
+def expert_traffic(cfg: Config | str, tokens_per_process: int, processes: int,
+                   bytes_per_number: int = 2) -> dict[str, float]:
+    """Bytes one process sends per MoE layer per training step: experts gathered, or tokens sent.
+
+    gathered (FSDP): all-gather the experts in forward, again in backward, then
+                     reduce-scatter their gradients: 3 x (P-1)/P x E experts' weights
+    split (expert parallel): all-to-all each routed row there and back in forward,
+                     and their gradients in backward: 4 x (P-1)/P x n*k rows of d
+                     (uniform routing: (P-1)/P of the rows go to another process)
+    Tokens win below n = 9*E*h / (4*k) tokens per process: experts that are big next
+    to the tokens of a step.
+    """
+    cfg = _config(cfg)
+    _check("tokens_per_process", tokens_per_process)
+    _check("processes", processes)
+    e, d = cfg.moe, cfg.model.d_model
+    away = (processes - 1) / processes  # share of the data that leaves this process
+    experts = e.n_experts * 3 * d * e.d_expert * bytes_per_number
+    rows = tokens_per_process * e.top_k * d * bytes_per_number
+    return {"gathered": 3 * away * experts, "split": 4 * away * rows,
+            "crossover_tokens": 9 * e.n_experts * e.d_expert / (4 * e.top_k)}
+
+
 # ----------------------------------------------------------------------------
 # Training: GPUs for a token budget in a wall-clock time
 # ----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ over the processes with FSDP2 and checkpoints are written in shards
 (minitml/distributed.py explains both); the global batch, and so the run, stay
 the same. Options for large models: bf16 (the default on a GPU), activation
 checkpointing (recompute each block in backward: less memory, about a third
-more compute), and torch.compile of the attention and dense FFNs.
+more compute), torch.compile of the attention and dense FFNs, and expert
+parallelism (minitml/expert_parallel.py).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16 on a GPU, fp32 on a CPU), "bf16" or "fp32"
     activation_checkpointing: bool = False  # keep only block inputs; recompute the rest in backward
     compile: bool = False  # torch.compile attention and dense FFNs (MoE dispatch stays eager)
+    expert_parallel: bool = False  # sharded runs: each process owns n_experts / world of the experts
     out: str = "out/train"  # checkpoints, losses and plots go here
 
 
@@ -142,8 +144,10 @@ class Trainer:
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
             compile_blocks(self.model)
+        if tc.expert_parallel and not dist.sharded:
+            raise ValueError("expert_parallel needs several processes: launch with torchrun")
         if dist.sharded:
-            shard(self.model, bf16=self.bf16)
+            shard(self.model, bf16=self.bf16, expert_parallel=tc.expert_parallel)
         named = list(self.model.named_parameters())
         decay = [(n, p) for n, p in named if p.dim() >= 2 and "embedding" not in n]
         keep = [(n, p) for n, p in named if not (p.dim() >= 2 and "embedding" not in n)]

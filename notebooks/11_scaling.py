@@ -425,6 +425,74 @@ print(f"loaded into this one process: {sum(p.numel() for p in sharded.parameters
 # a CPU; on two cores, not much (README, "Measured so far").
 
 # %% [markdown]
+# ## Expert parallelism: move the tokens, not the experts
+#
+# FSDP gathers each MoE layer's experts, all $E$ of them, before running the layer, once
+# in forward and again in backward, and reduce-scatters their gradients after. With 128
+# experts of $3 \cdot 4096 \cdot 3712$ numbers each, that is most of the traffic.
+# **Expert parallelism** turns it around: process $p$ owns experts
+# $pE/P, \dots, (p+1)E/P - 1$ for good, and each routed row of $d$ numbers travels to the
+# process that owns its expert (an *all-to-all*), and its result travels back (another).
+# Backward runs the same two exchanges in reverse. Per MoE layer and step, one process
+# sends (uniform routing, so $(P-1)/P$ of the data leaves it)
+#
+# $$\text{gathered} = 3\,\tfrac{P-1}{P}\; E \cdot 3 d h \cdot b, \qquad
+#   \text{split} = 4\,\tfrac{P-1}{P}\; n k \cdot d \cdot b$$
+#
+# for $n$ tokens per process, $b$ bytes per number. The tokens win below
+# $n = 9Eh / (4k)$: big experts, few tokens per step.
+
+# %%
+from minitml.scale import expert_traffic
+
+ns = np.unique(np.geomspace(256, 2**20, CURVE_POINTS).astype(int))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+for ax, name in zip(axes, ["tiny", "tml_small"]):
+    traffic = [expert_traffic(name, int(n), processes=8) for n in ns]
+    ax.loglog(ns, [t["gathered"] / 1e6 for t in traffic], label="experts gathered (FSDP)")
+    ax.loglog(ns, [t["split"] / 1e6 for t in traffic], label="tokens sent (expert parallel)")
+    ax.axvline(traffic[0]["crossover_tokens"], color="gray", ls=":", lw=0.8)
+    ax.set(xlabel="tokens per process per step", ylabel="MB sent per MoE layer", title=f"{name}, 8 processes")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+for name in ["tiny", "tml_small"]:
+    t = expert_traffic(name, 4096, processes=8)
+    print(f"{name:>9}, 4096 tokens per process: gathered {human(t['gathered'], 'B')}, "
+          f"split {human(t['split'], 'B')} (crossover {t['crossover_tokens']:,.0f} tokens)")
+
+# %% [markdown]
+# `python -m minitml train --expert-parallel` does it for real (`minitml/expert_parallel.py`):
+# the expert weights become tensors sharded along the expert dimension that FSDP leaves
+# alone, and each MoE layer sorts its rows by expert, exchanges the counts, then the rows,
+# runs its own experts, and sends the results back. Each expert's gradient now sums the
+# tokens of both processes, so it is halved to match FSDP's average. Same run again, with
+# the experts split:
+
+# %%
+name = "2 processes, experts split"
+run = subprocess.run([*two_processes, *train_args, "--expert-parallel", "--out", str(work / name)],
+                     env=env, capture_output=True, text=True)
+assert run.returncode == 0, run.stderr[-2000:]
+histories[name] = json.loads((work / name / "history.json").read_text())
+print("step   loss, 1 process   loss, experts split")
+for a, b in zip(histories["1 process"], histories[name]):
+    print(f"{a['step']:4d}   {a['loss']:15.6f}   {b['loss']:19.6f}")
+per_process = 2 * 12 * tiny.positions_per_micro_turn  # 2 conversations of 12 micro-turns each
+t = expert_traffic(tiny, per_process, processes=2, bytes_per_number=4)  # fp32 on this CPU
+print(f"\n{per_process} tokens per process per step; per MoE layer, gathering the experts sends "
+      f"{human(t['gathered'], 'B')}, sending the tokens {human(t['split'], 'B')}")
+
+# %% [markdown]
+# The same losses again, to a few parts in a million. In this small run each process
+# routes a few hundred tokens a step, below the tiny model's crossover of 1,152, so sending
+# tokens also moves fewer bytes than gathering the experts. Bytes are not the whole cost,
+# though: every MoE layer now waits on four exchanges per step, each one a meeting point
+# of all the processes. `bench/distributed.py` times both ways on this machine (README,
+# "Measured so far"). For tml_small the plot leaves no doubt: at 4096 tokens per process,
+# gathering its experts sends about 65 times the bytes.
+
+# %% [markdown]
 # ## Exercises
 #
 # Replace each `raise NotImplementedError` with your code and re-run the cell;
@@ -483,3 +551,19 @@ check(my_training_gpus, [((get_config(name), t, d, GPUS[key], m),
                          for name, t, d, key, m in [("small", 1e11, 7, "A100-80GB", 0.4),
                                                     ("tml_small", 1e13, 60, "H100-SXM", 0.35),
                                                     ("tml_small", 2e12, 30, "H200", 0.5)]])
+
+# %% [markdown]
+# **5.** Expert parallelism: the bytes one process sends per MoE layer per training step,
+# for `n_tokens` tokens per process over `processes` processes, `bytes_per_number` bytes
+# each. Every token's `top_k` rows of `d_model` numbers go to their experts and come back
+# in forward, and their gradients do the same in backward; with uniform routing, a share
+# $(P-1)/P$ of the rows belongs to another process.
+
+# %%
+def my_expert_parallel_bytes(cfg, n_tokens, processes, bytes_per_number):
+    raise NotImplementedError  # your code here
+
+
+check(my_expert_parallel_bytes, [((get_config(name), n, p, b), expert_traffic(name, n, p, b)["split"])
+                                 for name, n, p, b in [("tiny", 1000, 2, 4), ("small", 4096, 8, 2),
+                                                       ("tml_small", 8192, 64, 2)]])

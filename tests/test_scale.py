@@ -23,6 +23,7 @@ from minitml.scale import (
     GPU,
     LatencyBudget,
     activations_per_token,
+    expert_traffic,
     experts_touched,
     flops_per_micro_turn,
     format_plan,
@@ -216,6 +217,19 @@ def test_experts_touched():
     assert b["gather"] == b["all"] > b["touched"]
     with pytest.raises(ValueError, match="top_k"):
         experts_touched(3, 4, 5)
+
+
+def test_expert_traffic_by_hand():
+    # tiny, 2 processes, bf16: the 4 experts are 4 x 3 x 128 x 256 x 2 = 786,432 bytes; half
+    # of them live on the other process, gathered twice and reduce-scattered once: 1,179,648.
+    # 1000 tokens x top-2 rows of 128 x 2 bytes = 512,000; half leave, 4 times: 1,024,000.
+    t = expert_traffic("tiny", 1000, processes=2)
+    assert t["gathered"] == 1_179_648
+    assert t["split"] == 1_024_000
+    assert t["crossover_tokens"] == 1152  # 9 x 4 x 256 / (4 x 2)
+    at = expert_traffic("tml_small", int(expert_traffic("tml_small", 1, 8)["crossover_tokens"]), 8)
+    assert at["split"] == pytest.approx(at["gathered"])  # where the two lines cross
+    assert expert_traffic("tiny", 1000, processes=1) == {"gathered": 0, "split": 0, "crossover_tokens": 1152}
 
 
 TOY = GPU("toy", memory_bytes=1e9, flops=1e12, bandwidth=1e11)  # numbers easy to divide by

@@ -34,3 +34,10 @@ def my_bandwidth_sessions(cfg, gpu, budget_s):
 def my_training_gpus(cfg, tokens, days, gpu, mfu):
     flops = tokens * train_flops_per_token(cfg)  # the whole run
     return math.ceil(flops / (days * 86400 * gpu.flops * mfu))  # GPU-seconds / seconds
+
+
+def my_expert_parallel_bytes(cfg, n_tokens, processes, bytes_per_number):
+    rows = n_tokens * cfg.moe.top_k  # one row of d numbers per (token, chosen expert)
+    away = (processes - 1) / processes  # rows whose expert lives on another process
+    # there and back in forward (dispatch, combine), the same two for the gradients in backward
+    return 4 * away * rows * cfg.model.d_model * bytes_per_number

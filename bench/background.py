@@ -4,7 +4,8 @@
     .venv/bin/python bench/background.py --worker process --steps 500
 
 One tiny-preset Session (one torch thread, randomly initialised: it costs what a
-trained one costs) steps back to back, in alternating blocks:
+trained one costs) steps back to back, in alternating blocks
+(`minitml.neural_background.deadline_under_load`, which notebook 09 runs small):
 
 - idle: the background model is attached but has nothing to do;
 - busy: the neural background model (`NeuralBackground`, n_samples answers per
@@ -28,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,23 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minitml.config import get_config  # noqa: E402
 from minitml.model import InteractionModel  # noqa: E402
-from minitml.neural_background import NeuralBackground  # noqa: E402
-from minitml.session import Session  # noqa: E402
-
-HARD = "eighty seven times sixty three".split()
-
-
-def cpu_seconds(background: NeuralBackground) -> float:
-    """CPU time (user + system) the worker has used so far, from /proc (0 where unavailable)."""
-    if background.worker == "process":
-        path = f"/proc/{background.pid}/stat"
-    else:
-        path = f"/proc/self/task/{background._handle.native_id}/stat"
-    try:
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+from minitml.neural_background import deadline_under_load  # noqa: E402
 
 
 def p99(xs: list[float]) -> float:
@@ -61,42 +45,15 @@ def p99(xs: list[float]) -> float:
 
 
 def measure(model, worker: str, steps: int, block: int, n_samples: int) -> dict:
-    bg = NeuralBackground(n_samples=n_samples, word_delay_s=0.0, worker=worker, timeout_s=1e6)
-    session = Session(model, background=bg, overrun="ignore")
-    chunk = 0.05 * torch.randn(3200, generator=torch.Generator().manual_seed(0))
-    for _ in range(20):  # warm both paths
-        session.step(chunk)
-    ms = {"idle": [], "busy": []}
-    own = {"idle": [], "busy": []}  # the loop's own CPU time per step (ms)
-    cpu = {"idle": 0.0, "busy": 0.0}
-    wall = {"idle": 0.0, "busy": 0.0}
-    answered = 0
-    for i in range(2 * steps // block):
-        phase = "busy" if i % 2 else "idle"
-        if phase == "busy":  # more work than the block can finish: the worker never pauses
-            for _ in range(block):
-                session.handoff.submit(HARD, session.turn * 0.2, session.turn)
-        c0, w0 = cpu_seconds(bg), time.perf_counter()
-        for _ in range(block):
-            t0 = time.thread_time()
-            ms[phase].append(session.step(chunk).compute_ms)
-            own[phase].append(1000 * (time.thread_time() - t0))
-        cpu[phase] += cpu_seconds(bg) - c0
-        wall[phase] += time.perf_counter() - w0
-        if phase == "busy":
-            answered += sum(c.status == "done" for c in session.handoff.calls)
-            session.cancel_background()
-            session.reset()  # forget the calls: the next idle block starts clean
-            time.sleep(0.1)  # the worker drops the cancelled calls
-    session.close()
+    run = deadline_under_load(model, worker, steps, block, n_samples)
     out = {"worker": worker}
     for phase in ("idle", "busy"):
-        out[f"median_ms_{phase}"] = round(float(torch.tensor(ms[phase]).median()), 2)
-        out[f"p99_ms_{phase}"] = round(p99(ms[phase]), 2)
-        out[f"median_cpu_ms_{phase}"] = round(float(torch.tensor(own[phase]).median()), 2)
-        out[f"worker_cpu_share_{phase}"] = round(cpu[phase] / wall[phase], 3)
+        out[f"median_ms_{phase}"] = round(float(torch.tensor(run["ms"][phase]).median()), 2)
+        out[f"p99_ms_{phase}"] = round(p99(run["ms"][phase]), 2)
+        out[f"median_cpu_ms_{phase}"] = round(float(torch.tensor(run["own_ms"][phase]).median()), 2)
+        out[f"worker_cpu_share_{phase}"] = round(run["worker_cpu_share"][phase], 3)
     out["ratio"] = round(out["p99_ms_busy"] / out["p99_ms_idle"], 3)
-    out["calls_answered_busy"] = answered
+    out["calls_answered_busy"] = run["calls_answered_busy"]
     return out
 
 

@@ -71,6 +71,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -313,6 +314,17 @@ class BackgroundModel:
     def pid(self) -> int | None:
         """The worker process's id (None for a thread worker)."""
         return getattr(self._handle, "pid", None) if self.worker == "process" else None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the worker has used so far, from /proc (Linux; else 0)."""
+        if self._handle is None:
+            return 0.0
+        task = self.pid if self.worker == "process" else f"self/task/{self._handle.native_id}"
+        try:
+            fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     def __getstate__(self):  # a spawned worker process gets the model, not the queues
         state = dict(self.__dict__)

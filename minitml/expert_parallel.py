@@ -110,8 +110,8 @@ def local_weight(w: Tensor, dtype: torch.dtype) -> Tensor:
 def shard_experts(model: nn.Module, mesh: DeviceMesh) -> set[nn.Parameter]:
     """Split every MoE layer's experts over the mesh's processes; returns their weights.
 
-    In place. The weights must be equal on every process (the same seed), since each
-    keeps only its slice of the experts. Pass the returned set to FSDP as
+    In place. Process 0's weights are the ones split (`distribute_tensor` sends each
+    process its slice); each process keeps only its own. Pass the returned set to FSDP as
     `ignored_params`: these weights are already sharded and must not be gathered.
     """
     size = mesh.size()

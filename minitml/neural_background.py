@@ -242,6 +242,55 @@ def evaluate_neural(background: NeuralBackground, split: str = "heldout", per_ki
     return report
 
 
+HARD_CALL = "eighty seven times sixty three".split()  # a call the model works on, then fails
+
+
+def deadline_under_load(model, worker: str = "process", steps: int = 300, block: int = 50,
+                        n_samples: int = 256, warmup: int = 20) -> dict:
+    """The micro-turn loop's step times with the background model idle, then flooded.
+
+    One Session of `model` (overrun="ignore", so every step is timed whole) steps back to
+    back in alternating blocks of `block` steps: idle (a NeuralBackground attached, with
+    nothing to do) and busy (it is sent `block` hard calls, n_samples answers each: more
+    than it can finish, so its worker computes without a pause). Alternating blocks let
+    both conditions see the same machine load. Per phase it returns the step times
+    (ms: wall time; own_ms: the loop's own CPU time, which stays put when a slower step
+    was waiting for a core), the worker's share of a core (Linux), and the calls
+    answered while busy.
+    """
+    from minitml.session import Session
+
+    bg = NeuralBackground(n_samples=n_samples, word_delay_s=0.0, worker=worker, timeout_s=1e6)
+    session = Session(model, background=bg, overrun="ignore")
+    chunk = 0.05 * torch.randn(session.cfg.audio.samples_per_micro_turn,
+                               generator=torch.Generator().manual_seed(0))
+    for _ in range(warmup):
+        session.step(chunk)
+    ms, own = {"idle": [], "busy": []}, {"idle": [], "busy": []}
+    cpu, wall = {"idle": 0.0, "busy": 0.0}, {"idle": 0.0, "busy": 0.0}
+    answered = 0
+    for i in range(2 * steps // block):
+        phase = "busy" if i % 2 else "idle"
+        if phase == "busy":
+            for _ in range(block):
+                session.handoff.submit(HARD_CALL, session.turn * 0.2, session.turn)
+        c0, w0 = bg.cpu_seconds(), time.perf_counter()
+        for _ in range(block):
+            t0 = time.thread_time()
+            ms[phase].append(session.step(chunk).compute_ms)
+            own[phase].append(1000 * (time.thread_time() - t0))
+        cpu[phase] += bg.cpu_seconds() - c0
+        wall[phase] += time.perf_counter() - w0
+        if phase == "busy":
+            answered += sum(c.status == "done" for c in session.handoff.calls)
+            session.cancel_background()
+            session.reset()  # forget the calls: the next idle block starts clean
+            time.sleep(0.1)  # the worker drops the cancelled calls
+    session.close()
+    return {"ms": ms, "own_ms": own, "worker_cpu_share": {k: cpu[k] / wall[k] for k in cpu},
+            "calls_answered_busy": answered}
+
+
 def main(argv=None):
     """python -m minitml.neural_background train [--out PATH] [--steps N] | eval"""
     import argparse

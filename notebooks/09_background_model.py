@@ -78,7 +78,13 @@ from minitml.background import TOOLS, ToolExecutor, script_monologue, use_tools,
 from minitml.config import get_config
 from minitml.exercises import check
 from minitml.model import InteractionModel
-from minitml.neural_background import NeuralBackground, evaluate_neural, sample_answers, vote
+from minitml.neural_background import (
+    NeuralBackground,
+    deadline_under_load,
+    evaluate_neural,
+    sample_answers,
+    vote,
+)
 from minitml.session import Session
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
@@ -414,34 +420,16 @@ plt.show()
 # it, and the loop has to wait its turn. A **process** worker has its own interpreter and runs
 # at idle priority (Linux `SCHED_IDLE`): it only gets CPU time that nothing else wants, so on a
 # machine with a free core it runs at full speed there, and on a busy machine it yields to the
-# loop. `bench/background.py` runs this properly (hundreds of steps each, p99); this is a small
-# version. The loop's own CPU time per step is printed too: when it stays put while the step's
+# loop. `deadline_under_load` (in `minitml/neural_background.py`) does the stepping;
+# `bench/background.py` runs it properly (hundreds of steps each, p99), and this is a small
+# run of it. The loop's own CPU time per step is printed too: when it stays put while the step's
 # wall time grows, the step was waiting for a core, not doing more work.
 
 # %%
-def deadline_check(worker, steps, block=20):
-    bg = NeuralBackground(n_samples=256, word_delay_s=0.0, worker=worker, timeout_s=1e6)
-    session = Session(model, background=bg, overrun="ignore")
-    ms, own = {"idle": [], "busy": []}, {"idle": [], "busy": []}
-    for i in range(2 * steps // block):
-        phase = "busy" if i % 2 else "idle"
-        if phase == "busy":
-            for _ in range(block):
-                session.handoff.submit("eighty seven times sixty three".split(), 0.0, session.turn)
-        for _ in range(block):
-            cpu = time.thread_time()
-            ms[phase].append(session.step(torch.zeros(N)).compute_ms)
-            own[phase].append(1000 * (time.thread_time() - cpu))
-        if phase == "busy":
-            session.reset()  # cancels the rest
-            time.sleep(0.1)
-    session.close()
-    return {k: torch.tensor(v) for k, v in ms.items()}, {k: torch.tensor(v) for k, v in own.items()}
-
-
 print(f"load average of this machine: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 for worker in ("process", "thread"):
-    ms, own = deadline_check(worker, DEADLINE_STEPS)
+    run = deadline_under_load(model, worker, DEADLINE_STEPS, block=20)
+    ms, own = ({k: torch.tensor(v) for k, v in run[key].items()} for key in ("ms", "own_ms"))
     print(f"{worker:7s} worker: median step {ms['idle'].median():5.1f} ms idle, {ms['busy'].median():5.1f} ms busy "
           f"(own CPU {own['idle'].median():4.1f} / {own['busy'].median():4.1f} ms); "
           f"p99 {ms['idle'].quantile(0.99):5.1f} ms idle, {ms['busy'].quantile(0.99):5.1f} ms busy")

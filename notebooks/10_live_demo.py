@@ -205,6 +205,9 @@ arrivals[7] += 0.37  # one slow step: 400 ms instead of 30
 starts, gaps = playout_schedule(arrivals)
 print(f"gaps: {gaps}; time from arrival to playback (ms):",
       [round(1000 * (s - a)) for s, a in zip(starts, arrivals)])
+before, after = starts[0] - arrivals[0], starts[-1] - arrivals[-1]
+print(f"wait before playback: {1000 * before:.0f} ms before the slow step, {1000 * after:.0f} ms after it, "
+      f"so every later answer is heard {after - before:.2f} s later than it could be")
 fig, ax = plt.subplots(figsize=(12, 2.2))
 for t, (a, s) in enumerate(zip(arrivals, starts)):
     ax.plot([a], [0.5], "k|", ms=12)
@@ -215,8 +218,9 @@ ax.set_title(f"jitter buffer of {1000 * LEAD_S:.0f} ms: one late reply, one gap"
 plt.show()
 
 # %% [markdown]
-# After the slow step every reply waits longer before it is played (520 ms instead of 150):
-# the model's answers now come 0.37 s later than they could, for the rest of the conversation. A live system trades a little
+# After the slow step every reply waits longer before it is played (the last line above):
+# the model's answers come later than they could, for the rest of the conversation, by
+# what the slow step overran its slack. A live system trades a little
 # latency (a bigger `LEAD_S`) against gaps; the session's own overrun policy (notebook 05)
 # keeps the *compute* on time by saying silence after a late step.
 #

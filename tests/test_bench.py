@@ -30,3 +30,17 @@ def test_mfu_bench_runs_on_the_cpu():
     counted = row["counted_tflop_per_step"] * 1e12
     assert 0.85 * planned < counted <= planned
     assert row["mfu_vs_datasheet"] == pytest.approx(counted / row["step_s_median"] / 1e12)
+
+
+def test_background_bench_reports_both_phases():
+    """bench/background.py at toy sizes: every step is timed, and the flooded worker really worked."""
+    result = subprocess.run(
+        [sys.executable, "bench/background.py", "--worker", "thread", "--steps", "4", "--block", "2",
+         "--samples", "8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["worker"] == "thread" and row["steps"] == 4
+    for phase in ("idle", "busy"):
+        assert 0 < row[f"median_ms_{phase}"] <= row[f"p99_ms_{phase}"]
+    assert row["ratio"] == pytest.approx(row["p99_ms_busy"] / row["p99_ms_idle"], rel=1e-2)
+    assert row["worker_cpu_share_idle"] < row["worker_cpu_share_busy"]  # it computed only when sent calls

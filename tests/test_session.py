@@ -172,3 +172,26 @@ def test_greedy_word_asks_speak_now_before_which_word():
     assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log()) == PAD
     assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log(), speak_threshold=0.4) == 1
     assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2
+
+
+def test_an_attached_background_model_replaces_the_scripted_result(model):
+    """A background scenario carries its tool result as scripted text-in; with a background
+    model attached, the session must not feed that as well (the model answers, or not)."""
+    from minitml.background import ToolExecutor
+    from minitml.world import VOCAB, make_scenario
+
+    scenario = make_scenario("background", 0)
+    first, last = scenario.annotations["call"]["result_turns"]
+    assert set(scenario.text_in) == set(range(first, last + 1))  # the result is its only text-in
+
+    def words_fed(background):
+        session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB), background=background)
+        try:
+            session.run(scenario, record=True)
+        finally:
+            session.close()
+        return [VOCAB[i] for step in session.recorded for i in step.text_in.flatten().tolist() if i != PAD]
+
+    assert words_fed(None) == [w for t in sorted(scenario.text_in) for w in scenario.text_in[t]]
+    # The untrained model never says <call>, so the executor never answers: nothing at all is fed.
+    assert words_fed(ToolExecutor()) == []

@@ -69,6 +69,7 @@ from minitml.moe import (
     moe_dense_reference,
     router_z_loss,
 )
+from minitml.scale import human  # 12_345_678 -> '12.3M'; 2.2e9 bytes -> '2.2 GB'
 
 torch.manual_seed(0)
 print("FAST =", FAST, "| train steps:", TRAIN_STEPS, "| timing tokens:", TIMING_TOKENS)
@@ -335,14 +336,6 @@ with torch.inference_mode():
 # lands at 278B / 11.9B, within 1% of the published figures.
 
 # %%
-def human(n, unit=""):
-    """12_345_678 -> '12.3M'."""
-    for scale, letter in [(1e12, "T"), (1e9, "G" if unit else "B"), (1e6, "M"), (1e3, "k")]:
-        if n >= scale:
-            return f"{n / scale:.3g}{letter}{unit}"
-    return f"{n:.3g}{unit}"
-
-
 print(f"{'preset':<10}{'total':>9}{'active':>9}{'active %':>10}"
       f"{'bf16 total':>12}{'bf16 active':>13}{'GFLOPs/token':>14}")
 for name in ["tiny", "small", "tml_small"]:
@@ -380,6 +373,13 @@ per_layer = sum(p.numel() for p in huge_layer.parameters())
 print(f"one tml_small MoE layer: {per_layer:,} weights "
       f"({2 * per_layer / 1e9:.1f} GB in bf16) x {n_moe_layers} layers = "
       f"{per_layer * n_moe_layers:,} (inventory: {groups['moe_ffn']['total']:,})")
+
+# %% [markdown]
+# No single GPU holds 47 such layers of experts and their training state. Notebook 11
+# spreads them over many: FSDP shards every weight and gathers each layer's experts when it
+# runs, and *expert parallelism* leaves each expert on one process and sends the tokens to
+# it instead (`minitml/expert_parallel.py`), the same sorted dispatch as above with an
+# all-to-all before the experts run and one after.
 
 # %% [markdown]
 # ## Exercises

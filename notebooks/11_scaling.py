@@ -462,6 +462,29 @@ for name in ["tiny", "tml_small"]:
           f"split {human(t['split'], 'B')} (crossover {t['crossover_tokens']:,.0f} tokens)")
 
 # %% [markdown]
+# Who sends what to whom: two processes each route their own tokens through one of the tiny
+# model's MoE layers (4 experts, top-2; process 0 owns experts 0 and 1, process 1 owns 2 and
+# 3). Each process counts its rows per expert: that row of counts is the first thing the
+# processes exchange, so that each knows how many rows will arrive, before the rows do.
+
+# %%
+torch.manual_seed(0)
+layer = InteractionModel(tiny).blocks[1].ffn  # an (untrained) MoE layer of the tiny model
+E, P = tiny.moe.n_experts, 2
+x = torch.randn(P, 336, tiny.model.d_model)  # each process's 336 tokens (hidden states)
+with torch.no_grad():
+    sent = torch.stack([torch.bincount(layer.route(x[p]).experts.flatten(), minlength=E)
+                        for p in range(P)])  # (P, E): rows process p sends to each expert
+owner = torch.arange(E) // (E // P)  # the process that owns each expert
+print("rows to expert" + "".join(f"{f'e{e} (on {int(owner[e])})':>12}" for e in range(E)))
+for p in range(P):
+    keeps = int(sent[p, owner == p].sum())
+    print(f"process {p}:    " + "".join(f"{int(n):>12}" for n in sent[p])
+          + f"   keeps {keeps}, sends {int(sent[p].sum()) - keeps} away")
+print(f"rows arriving at each process (its experts' columns, summed): "
+      f"{[int(sent[:, owner == p].sum()) for p in range(P)]}")
+
+# %% [markdown]
 # `python -m minitml train --expert-parallel` does it for real (`minitml/expert_parallel.py`):
 # the expert weights become tensors sharded along the expert dimension that FSDP leaves
 # alone, and each MoE layer sorts its rows by expert, exchanges the counts, then the rows,

@@ -72,6 +72,8 @@ def train(args) -> int:
     import torch.distributed
 
     from minitml import distributed
+    from minitml.config import get_config
+    from minitml.expert_parallel import check_layout
     from minitml.train import TrainConfig, Trainer
     from minitml.world.dataset import load_dataset, make_dataset
     from minitml.world.vocab import VOCAB
@@ -86,6 +88,11 @@ def train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     dist = distributed.init(tc.device)
+    if tc.expert_parallel:  # refuse before generating any data
+        try:
+            check_layout(get_config(tc.preset).moe.n_experts, dist.world_size)
+        except ValueError as err:
+            raise SystemExit(f"--expert-parallel: {err}") from None
     if dist.sharded and dist.is_main:
         experts = "; the experts split between them, tokens sent to them" if tc.expert_parallel else ""
         print(f"{dist.world_size} processes ({dist.device.type}): FSDP2, each holds 1/{dist.world_size} "

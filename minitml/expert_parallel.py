@@ -107,6 +107,16 @@ def local_weight(w: Tensor, dtype: torch.dtype) -> Tensor:
     return w.to(dtype)
 
 
+def check_layout(n_experts: int, processes: int) -> None:
+    """Refuse what expert parallelism cannot split, saying why."""
+    if processes < 2:
+        raise ValueError("expert parallelism needs several processes: launch with "
+                         "torchrun --nproc-per-node N -m minitml train ... (N >= 2)")
+    if n_experts % processes:
+        raise ValueError(f"expert parallelism over {processes} processes needs n_experts divisible "
+                         f"by {processes}, got n_experts={n_experts}")
+
+
 def shard_experts(model: nn.Module, mesh: DeviceMesh) -> set[nn.Parameter]:
     """Split every MoE layer's experts over the mesh's processes; returns their weights.
 
@@ -117,9 +127,7 @@ def shard_experts(model: nn.Module, mesh: DeviceMesh) -> set[nn.Parameter]:
     size = mesh.size()
     owned: set[nn.Parameter] = set()
     for moe in (m for m in model.modules() if isinstance(m, MoE)):
-        if moe.cfg.n_experts % size:
-            raise ValueError(f"expert parallelism over {size} processes needs n_experts divisible "
-                             f"by {size}, got n_experts={moe.cfg.n_experts}")
+        check_layout(moe.cfg.n_experts, size)
         for name in EXPERT_WEIGHTS:
             w = nn.Parameter(distribute_tensor(getattr(moe, name).data, mesh, [Shard(0)]))
             # Each process's experts see the tokens of all processes: average the P sums.

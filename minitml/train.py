@@ -49,6 +49,7 @@ from minitml.distributed import (
     shard,
     sum_over_processes,
 )
+from minitml.expert_parallel import check_layout
 from minitml.model import InteractionModel
 from minitml.moe import MoE
 from minitml.stream import Blocks, empty_blocks
@@ -144,8 +145,8 @@ class Trainer:
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
             compile_blocks(self.model)
-        if tc.expert_parallel and not dist.sharded:
-            raise ValueError("expert_parallel needs several processes: launch with torchrun")
+        if tc.expert_parallel:
+            check_layout(self.cfg.moe.n_experts, dist.world_size)
         if dist.sharded:
             shard(self.model, bf16=self.bf16, expert_parallel=tc.expert_parallel)
         named = list(self.model.named_parameters())

@@ -8,6 +8,7 @@ the 1-process run step by step, and its checkpoint loads into one process.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -131,5 +132,12 @@ def test_refusals(tmp_path):
     with pytest.raises(ValueError, match="n_experts divisible by 3, got n_experts=4"):
         shard_experts(MoE(MoEConfig(n_experts=4), 8), ThreeProcesses())
     tc = TrainConfig(steps=1, out=str(tmp_path), expert_parallel=True)
-    with pytest.raises(ValueError, match="expert_parallel needs several processes"):
+    with pytest.raises(ValueError, match="expert parallelism needs several processes"):
         Trainer(tc, [], [], cfg=get_config("tiny"))
+    # The command line refuses at once, before it generates any data.
+    result = subprocess.run([sys.executable, "-m", "minitml", "train", "--expert-parallel", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "MINITML_CACHE": str(tmp_path / "cache")})
+    assert result.returncode != 0
+    assert "--expert-parallel: expert parallelism needs several processes" in result.stderr
+    assert not (tmp_path / "cache").exists()

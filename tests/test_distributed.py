@@ -114,14 +114,17 @@ def test_runs_resume_across_world_sizes(runs):
         print(f"resumed {name} processes: steps 5-6 loss within {worst:.1e} of 1 -> 1")
 
 
-def test_bf16_sharded_with_activation_checkpointing(runs):
-    """The GPU recipe (bf16 weights gathered, fp32 reductions, recomputed blocks), on 2 CPUs."""
+@pytest.mark.parametrize("experts", ["gathered", "split"])
+def test_bf16_sharded_with_activation_checkpointing(runs, experts):
+    """The GPU recipe (bf16 weights gathered, fp32 reductions, recomputed blocks), on 2 CPUs;
+    with the experts split, the all-to-alls carry bf16 rows and run again in the recompute."""
     tmp, one, _ = runs
-    bf16 = train(tmp, "bf16", steps=2, processes=2,
-                 extra=["--precision", "bf16", "--activation-checkpointing"])
+    extra = ["--precision", "bf16", "--activation-checkpointing"]
+    extra += ["--expert-parallel"] if experts == "split" else []
+    bf16 = train(tmp, f"bf16_{experts}", steps=2, processes=2, extra=extra)
     for a, b in zip(one, bf16):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-2)  # bf16 keeps about 3 digits
-    assert (tmp / "bf16" / "last.dcp" / "meta.json").exists()
+    assert (tmp / f"bf16_{experts}" / "last.dcp" / "meta.json").exists()
 
 
 def test_refusals(runs, tmp_path):

@@ -17,8 +17,10 @@ experts p*E/P ... (p+1)*E/P - 1 for good, and each MoE layer does
     combine    all-to-all back, the reverse of the dispatch, then scale by the
                gates and add each row into its token, as on one process
 
-Forward and backward each send every routed row across twice (there and back),
-k*d numbers per token, instead of gathering E*3*d*h expert numbers per layer.
+A row whose expert lives on another process crosses twice in forward (there and
+back) and twice in backward (its gradients): d numbers each time, k rows per
+token, instead of gathering E*3*d*h expert numbers per layer
+(`minitml.scale.expert_traffic` compares the two; notebook 11 plots them).
 
 Gradients. Process p's expert weights receive gradient from the tokens of all P
 processes, so after backward they hold the sum of P per-process gradients. FSDP

@@ -250,9 +250,9 @@ class MoE(nn.Module):
             y = self.experts_dispatch(x, r.weights, r.experts)
         if self.shared is not None:
             y = y + self.shared(x)  # (N, d) every token also uses the shared experts
-        if self.training or torch.is_grad_enabled():
+        if x.shape[0] and (self.training or torch.is_grad_enabled()):
             balance, z = load_balancing_loss(r.probs, r.experts), router_z_loss(r.logits)
-        else:  # inference: nothing will be trained on these, skip their cost
+        else:  # inference, or no tokens: nothing will be trained on these
             balance = z = x.new_zeros(())
         aux = MoEAux(
             balance_loss=balance,

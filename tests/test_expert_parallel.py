@@ -23,9 +23,13 @@ from minitml.model import InteractionModel
 from minitml.moe import MoE
 from minitml.train import TrainConfig, Trainer
 
-# Runs in each of the 2 processes. Process r routes its own 24 tokens; with the sigmoid
-# router's bias pushed up for experts 0 and 1, every token goes to process 0's experts
-# and process 1 receives no rows at all: the exchange must still work both ways.
+# (name, sigmoid router bias or None, tokens on process 0 and 1). With the bias pushed up
+# for experts 0 and 1, every token goes to process 0's experts and process 1 receives no
+# rows; in the last case process 1 has no tokens at all. The exchanges must still work.
+CASES = [("random", None, [24, 24]), ("all to process 0", [9.0, 9.0, 0.0, 0.0], [24, 24]),
+         ("no tokens on process 1", None, [24, 0])]
+
+# Runs in each of the 2 processes: route this process's own tokens, experts split.
 LAYER = textwrap.dedent("""
     import json, sys
     import torch, torch.distributed as dist
@@ -37,22 +41,23 @@ LAYER = textwrap.dedent("""
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     results = {}
-    for case, bias in (("random", None), ("all to process 0", [9.0, 9.0, 0.0, 0.0])):
+    for case, bias, tokens in json.loads(sys.argv[2]):
         torch.manual_seed(0)
         moe = MoE(MoEConfig(n_experts=4, top_k=2, d_expert=16, router="sigmoid"), 8)
         if bias:
             moe.bias.copy_(torch.tensor(bias))
-        x_all = torch.randn(world, 24, 8)  # every process's tokens; this one uses x_all[rank]
+        x_all = torch.randn(world, 24, 8)  # every process's tokens; this one uses its own
         c_all = torch.randn(world, 24, 8)
         shard_experts(moe, init_device_mesh("cpu", (world,)))
-        x = x_all[rank].clone().requires_grad_()
-        y, _ = moe(x)
-        (y * c_all[rank]).sum().backward()
+        x = x_all[rank, :tokens[rank]].clone().requires_grad_()
+        y, aux = moe(x)
+        (y * c_all[rank, :tokens[rank]]).sum().backward()
         results[case] = {
             "y": y.tolist(), "x_grad": x.grad.tolist(),
             "w_gate_grad": moe.w_gate.grad.full_tensor().tolist(),  # every process's experts
             "w_down_grad": moe.w_down.grad.full_tensor().tolist(),
-            "received": moe.w_gate.to_local().shape[0],
+            "experts_held": moe.w_gate.to_local().shape[0],
+            "aux_finite": bool(torch.isfinite(aux.loss)),
         }
     json.dump(results, open(sys.argv[1] + f"/rank{rank}.json", "w"))
     dist.destroy_process_group()
@@ -62,29 +67,33 @@ LAYER = textwrap.dedent("""
 def test_layer_matches_one_process(tmp_path):
     (tmp_path / "layer.py").write_text(LAYER)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc-per-node", "2", str(tmp_path / "layer.py"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+                             "--nproc-per-node", "2", str(tmp_path / "layer.py"), str(tmp_path),
+                             json.dumps(CASES)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for case, bias in (("random", None), ("all to process 0", [9.0, 9.0, 0.0, 0.0])):
+    for case, bias, tokens in CASES:
         torch.manual_seed(0)
         moe = MoE(MoEConfig(n_experts=4, top_k=2, d_expert=16, router="sigmoid"), 8)
         if bias:
             moe.bias.copy_(torch.tensor(bias))
-        x_all = torch.randn(2, 24, 8).requires_grad_()
+        x_all = torch.randn(2, 24, 8)
         c_all = torch.randn(2, 24, 8)
-        y, _ = moe(x_all.reshape(48, 8))  # one process, all 48 tokens
+        xs = [x_all[r, :tokens[r]].clone().requires_grad_() for r in (0, 1)]
+        y, _ = moe(torch.cat(xs))  # one process, everybody's tokens
+        ys = y.split(tokens)
         # The 2-process loss is a mean over processes of each one's sum.
-        ((y.reshape(2, 24, 8) * c_all).sum() / 2).backward()
+        (sum((ys[r] * c_all[r, :tokens[r]]).sum() for r in (0, 1)) / 2).backward()
         for r in (0, 1):
             got = ranks[r][case]
-            assert got["received"] == 2  # each process holds 2 of the 4 experts
-            torch.testing.assert_close(torch.tensor(got["y"]), y.reshape(2, 24, 8)[r].detach())
+            assert got["experts_held"] == 2  # each process holds 2 of the 4 experts
+            assert got["aux_finite"]  # no tokens: no balance loss, not NaN
+            torch.testing.assert_close(torch.tensor(got["y"]).reshape(-1, 8), ys[r].detach())
             # A process's own loss is not halved: its input gradient is twice the mean's.
-            torch.testing.assert_close(torch.tensor(got["x_grad"]) / 2, x_all.grad[r])
+            torch.testing.assert_close(torch.tensor(got["x_grad"]).reshape(-1, 8) / 2, xs[r].grad)
             torch.testing.assert_close(torch.tensor(got["w_gate_grad"]), moe.w_gate.grad)
             torch.testing.assert_close(torch.tensor(got["w_down_grad"]), moe.w_down.grad)
-    assert torch.all(moe.w_gate.grad[2:] == 0)  # the skewed case really skipped process 1's experts
+        if bias:  # the skewed case really skipped process 1's experts
+            assert torch.all(moe.w_gate.grad[2:] == 0)
 
 
 @pytest.fixture(scope="module")

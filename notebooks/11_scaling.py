@@ -510,8 +510,9 @@ print(f"\n{per_process} tokens per process per step; per MoE layer, gathering th
 # The same losses again, to a few parts in a million. In this small run each process
 # routes a few hundred tokens a step, below the tiny model's crossover of 1,152, so sending
 # tokens also moves fewer bytes than gathering the experts. Bytes are not the whole cost,
-# though: every MoE layer now waits on four exchanges per step, each one a meeting point
-# of all the processes. `bench/distributed.py` times both ways on this machine (README,
+# though: every MoE layer now waits on five exchanges per step (the counts, then the rows
+# there and back in forward and again in backward), each one a meeting point of all the
+# processes. `bench/distributed.py` times both ways on this machine (README,
 # "Measured so far"). For tml_small the plot leaves no doubt: at 4096 tokens per process,
 # gathering its experts sends about 65 times the bytes.
 

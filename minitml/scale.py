@@ -270,7 +270,7 @@ def expert_traffic(cfg: Config | str, tokens_per_process: int, processes: int,
     _check("processes", processes)
     e, d = cfg.moe, cfg.model.d_model
     away = (processes - 1) / processes  # share of the data that leaves this process
-    experts = e.n_experts * 3 * d * e.d_expert * bytes_per_number
+    experts = moe_layer_bytes(cfg, 0, bytes_per_number)["all"]  # every expert of one layer
     rows = tokens_per_process * e.top_k * d * bytes_per_number
     return {"gathered": 3 * away * experts, "split": 4 * away * rows,
             "crossover_tokens": 9 * e.n_experts * e.d_expert / (4 * e.top_k)}

@@ -28,9 +28,10 @@ on time. `overrun="ignore"` only records the lag. Either way every miss is an
 event in the log, never hidden.
 
 A background model (`background=ToolExecutor()` or `NeuralBackground()`, see
-minitml/background.py and minitml/neural_background.py) runs beside the loop: the words the model says between
-`<call>` and `</call>` are submitted with a context package, and each step
-first collects what came back into the text-in queue. The step never waits
+minitml/background.py and minitml/neural_background.py) runs beside the loop:
+the words the model says between `<call>` and `</call>` are submitted with a
+context package, and each step first collects what came back into the text-in
+queue. The step never waits
 for it; calls, results, cancellations and failures are events.
 """
 

@@ -95,6 +95,20 @@ def test_flops_per_micro_turn_by_hand(tiny):
     assert train_flops_per_token(tiny) == 3 * f["total"] / 14
 
 
+def stream_one_micro_turn(model) -> tuple[int, list]:
+    """One micro-turn of one session through the model's ring cache, as Session.step's
+    input call plus the heads: (the matmul FLOPs FlopCounterMode counts, the caches)."""
+    cfg = model.cfg
+    model.eval()
+    caches = model.new_cache(1)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        x = model.embed(random_blocks(cfg, n_turns=1, batch_size=1))  # (1, L, d)
+        h, _ = model.run(x, torch.arange(cfg.positions_per_micro_turn), caches)  # through the ring
+        h = h[:, model.predictors]  # (1, A, d) the predictor positions
+        model.text_head(h), model.mel_head(h)
+    return counter.get_total_flops(), caches
+
+
 def test_flops_per_micro_turn_against_flop_counter(tiny, tiny_model):
     """One micro-turn streamed through the model with its ring cache, counted by torch.
 
@@ -104,16 +118,8 @@ def test_flops_per_micro_turn_against_flop_counter(tiny, tiny_model):
     bmm); the math SDPA backend turns attention into bmm so it is counted too. The
     planner's default, keys = W, is what attention needs; it is 0.75% lower here.
     """
-    model = tiny_model.eval()
     L, W = tiny.positions_per_micro_turn, tiny.window
-    blocks = random_blocks(tiny, n_turns=1, batch_size=1)
-    caches = model.new_cache(1)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        x = model.embed(blocks)  # (1, L, d)
-        h, _ = model.run(x, torch.arange(L), caches)  # through the ring cache
-        h = h[:, model.predictors]  # (1, A, d) the predictor positions
-        model.text_head(h), model.mel_head(h)
-    counted = counter.get_total_flops()
+    counted, _ = stream_one_micro_turn(tiny_model)
     assert counted == flops_per_micro_turn(tiny, keys=W + L)["total"] == 53_317_632
     default = flops_per_micro_turn(tiny)["total"]
     assert abs(counted - default) / counted < 0.01
@@ -175,14 +181,10 @@ def test_formulas_hold_for_the_small_layout():
     s = get_config("small")
     cfg = s.replace(model=replace(s.model, n_layers=2, window_micro_turns=4, text_vocab_size=512))
     torch.manual_seed(0)
-    model = InteractionModel(cfg).eval()
+    model = InteractionModel(cfg)
     L, W = cfg.positions_per_micro_turn, cfg.window
-    caches = model.new_cache(1)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        h, _ = model.run(model.embed(random_blocks(cfg, 1)), torch.arange(L), caches)
-        h = h[:, model.predictors]
-        model.text_head(h), model.mel_head(h)
-    assert counter.get_total_flops() == flops_per_micro_turn(cfg, keys=W + L)["total"]
+    counted, caches = stream_one_micro_turn(model)
+    assert counted == flops_per_micro_turn(cfg, keys=W + L)["total"]
     assert sum(c.nbytes() for c in caches) == kv_cache_bytes(cfg, 4) + 2 * W * 8
     model.train()
     N = 3 * L  # one conversation of 3 micro-turns

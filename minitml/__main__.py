@@ -146,7 +146,12 @@ def evaluate_cmd(args) -> int:
     kinds = args.kinds.split(",") if args.kinds else list(KINDS)
     torch.set_num_threads(1)  # one small step at a time: a second thread only waits (notebook 05)
     t0 = time.perf_counter()
-    results = evaluate(model, kinds, args.n, split=args.split, out=args.out)
+    recognizer = None
+    if args.transcribe:
+        from minitml.listen import Recognizer
+
+        recognizer = Recognizer()
+    results = evaluate(model, kinds, args.n, split=args.split, out=args.out, recognizer=recognizer)
     print(format_table(results))
     if model is not None:
         print("\n## targets\n" + format_targets(check_targets(results)))
@@ -216,6 +221,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="heldout", choices=["heldout", "train"],
                    help="held-out voices and phrasings (the benchmark), or the training ones")
     p.add_argument("--out", default="out/eval")
+    p.add_argument("--transcribe", action="store_true",
+                   help="also score what a speech recognizer hears in the output audio (minitml.listen); "
+                        "output.json then holds its transcript, as the benchmark's pipeline does")
     p.set_defaults(func=evaluate_cmd)
     args = parser.parse_args(argv)
     return args.func(args)

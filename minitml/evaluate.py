@@ -46,8 +46,14 @@ The VAD misses the quiet tail of some words (up to about 0.15 s below the
 noise), so its latency can fall slightly under its threshold: that is the
 VAD's error, kept, not hidden.
 
-`evaluate(..., out=DIR)` writes DIR/results.json ({kind: {system: summary}})
-and the model's runs as Full-Duplex-Bench v1 folders DIR/fdb/<kind>/<seed>/.
+Every figure is scored on the benchmark's clips (`minitml.clips`): a dialogue
+with two questions is two samples. `evaluate(..., out=DIR)` writes DIR/results.json
+({kind: {system: summary}}, every rate with its k and n) and the model's runs as
+Full-Duplex-Bench v1 folders DIR/fdb/<kind>/<sample>/, and scores the model from
+those folders (`metrics.score_folder`). With a `recognizer` (minitml.listen), the
+model and the ground truth are also scored from what it hears in their audio: the
+systems "model_heard" and "ground_truth_heard", with the word error rate between
+what each said in its monologue and what was heard.
 """
 
 from __future__ import annotations
@@ -57,8 +63,10 @@ from pathlib import Path
 
 import torch
 
-from minitml.metrics import score, summarize
+from minitml.clips import cut
+from minitml.metrics import heard_rows, score, score_folder, summarize
 from minitml.session import Session, plot_channels
+from minitml.world.export import export_fdb
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
 
@@ -164,11 +172,12 @@ def walkie_talkie(scenario, threshold_s: float):
 # -- the whole benchmark ----------------------------------------------------------------
 def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=None,
              vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True,
-             temperature: float = 0.0, speak_threshold: float = 0.5) -> dict:
+             temperature: float = 0.0, speak_threshold: float = 0.5, recognizer=None) -> dict:
     """Score n scenarios per kind (seeds seed..seed+n-1) -> {kind: {system: summary}}.
 
-    Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>".
-    With `out`: out/results.json, and the model's runs under out/fdb/<kind>/<seed>/."""
+    Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>", and with a
+    recognizer "model_heard", "ground_truth_heard". With `out`: out/results.json, out/rows.json
+    (every clip's row) and the model's runs under out/fdb/<kind>/<sample>/."""
     jobs = [(kind, i) for kind in kinds for i in range(seed, seed + n)]
     if progress:
         from tqdm.auto import tqdm
@@ -179,19 +188,29 @@ def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=No
         s = make_scenario(kind, i, split)
         runs = {}
         if model is not None:
-            runs["model"] = run_model(model, s, vocab, temperature, speak_threshold)
-            if out is not None:
-                s.export_fdb(Path(out) / "fdb" / kind / str(i), runs["model"][1], runs["model"][0])
+            words, audio = run_model(model, s, vocab, temperature, speak_threshold)
+            if out is not None:  # the model is scored from the folders it exports
+                folders = export_fdb(s, Path(out) / "fdb", audio, words, recognizer)
+                rows.setdefault("model", []).extend(score_folder(f) for f in folders)
+            else:
+                runs["model"] = (words, audio)
         runs["ground_truth"] = (s.assistant_words, s.assistant_audio)
         for t in thresholds:
             runs[f"walkie_talkie_{t}"] = walkie_talkie(s, t)
         for system, (words, audio) in runs.items():
-            rows.setdefault(system, []).append(score(s, words, audio))
+            listen = recognizer if system in ("model", "ground_truth") else None
+            rows.setdefault(system, []).extend(score(s, words, audio, listen))
+    for system in [name for name in ("model", "ground_truth") if name in rows]:
+        if heard_rows(rows[system]):
+            rows[system + "_heard"] = heard_rows(rows[system])
     by_system = {system: summarize(r) for system, r in rows.items()}
-    results = {kind: {system: by_system[system][kind] for system in by_system} for kind in kinds}
+    names = [k for k in kinds] + (["all"] if any("all" in v for v in by_system.values()) else [])
+    results = {kind: {system: by_system[system][kind] for system in by_system if kind in by_system[system]}
+               for kind in names}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "results.json").write_text(json.dumps(results, indent=2))
+        (Path(out) / "rows.json").write_text(json.dumps(rows, indent=1))
     return results
 
 
@@ -203,18 +222,32 @@ def _cell(v) -> str:
     return str(v)
 
 
+def cell(summary: dict, metric: str) -> str:
+    """A summary's metric with its count: "0.43 13/30" for a rate, "0.25 n=13" for a mean."""
+    v = summary.get(metric)
+    if metric + "_k" in summary:
+        return f"{_cell(v)} {summary[metric + '_k']}/{summary[metric + '_n']}"
+    if metric + "_n" in summary and metric not in ("right_chance",):
+        return f"{_cell(v)} n={summary[metric + '_n']}"
+    if metric == "latency_median" and "latency_n" in summary:
+        return f"{_cell(v)} n={summary['latency_n']}"
+    return _cell(v)
+
+
 def format_table(results: dict) -> str:
-    """One table per kind: a row per metric, a column per system."""
+    """One table per kind: a row per metric, a column per system; rates as "rate k/n",
+    means as "mean n=runs"; right_chance is the shuffled control beside right."""
     blocks = []
     for kind, systems in results.items():
         names = list(systems)
-        metrics = list(dict.fromkeys(m for s in systems.values() for m in s if not m.endswith("_runs")))
+        metrics = list(dict.fromkeys(m for s in systems.values() for m in s
+                                     if not m.endswith(("_n", "_k"))))
         width = max(len(m) for m in metrics + ["metric"])
-        cols = [max(len(nm), 6) for nm in names]
+        cols = [max(len(nm), 12) for nm in names]
         lines = [f"## {kind}",
                  "  ".join(["metric".ljust(width)] + [nm.rjust(c) for nm, c in zip(names, cols)])]
         for m in metrics:
-            cells = [_cell(systems[nm].get(m)) for nm in names]
+            cells = [cell(systems[nm], m) for nm in names]
             lines.append("  ".join([m.ljust(width)] + [c.rjust(w) for c, w in zip(cells, cols)]))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -226,19 +259,23 @@ def format_table(results: dict) -> str:
 TARGETS = [
     ("smooth_turn", "took_turn", "min", 0.9),
     ("smooth_turn", "latency", "max", 0.40),
-    ("pause", "took_turn", "max", 0.15),
+    ("smooth_turn", "no_reply", "max", 0.05),
+    ("all", "right", "min", 0.7),
+    ("pause", "took_turn", "max", 0.10),
     ("backchannel", "took_turn", "max", 0.15),
     ("backchannel", "n_backchannels", "near_truth", 0.5),
+    ("interruption", "speaking_at_barge_in", "min", 0.8),
     ("interruption", "stopped_within_0_4", "min", 0.9),
-    ("interruption", "answered", "min", 0.8),
+    ("interruption", "right", "min", 0.7),
     ("hesitation", "offered_help", "min", 0.7),
     ("visual_cue", "on_time", "min", 0.7),
     ("visual_cue", "early", "max", 0.1),
     ("timer", "on_time", "min", 0.7),
     ("timer", "early", "max", 0.1),
-    ("background", "correct", "min", 0.8),
+    ("background", "called", "min", 0.8),
+    ("background", "right", "min", 0.8),
     ("background", "over_user", "max", 0.0),
-    ("other_speaker", "took_turn", "max", 0.2),
+    ("other_speaker", "took_turn", "max", 0.10),
 ]
 
 
@@ -277,7 +314,8 @@ def format_targets(rows: list[dict]) -> str:
 
 # -- one run, drawn ---------------------------------------------------------------------------
 def plot_run(scenario, words, audio, ax=None, title: str = ""):
-    """The user's channel above, a system's below, its words, and the scenario's cues."""
+    """The user's channel above, a system's below, its words, the scenario's cues, and each
+    reply that must carry a value marked right (green) or wrong (red) where it is due."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -295,6 +333,11 @@ def plot_run(scenario, words, audio, ax=None, title: str = ""):
     for x, label, colour in cues:
         ax.axvline(x, color=colour, lw=0.8, ls="--")
         ax.text(x, 2.0, " " + label, fontsize=7, color=colour, va="top")
+    for clip, row in zip(cut(scenario), score(scenario, words, audio)):
+        if "right" in row:
+            x = clip.start + clip.marks["reply_from"]
+            ax.text(x, -1.6, f" {'right' if row['right'] else 'wrong'}: {row['value']}", fontsize=7,
+                    color="green" if row["right"] else "red", va="bottom")
     ax.set_xlim(0, scenario.duration)
     ax.set_title(title or f"{scenario.kind} (seed {scenario.seed})", fontsize=10)
     return ax

@@ -1,67 +1,84 @@
-"""Scoring one run: did the model take the turn, how fast, did it stop, was it on time?
+"""Scoring: Full-Duplex-Bench v1's rules on the clips the export writes, and are the answers right?
 
-`score(scenario, words, audio)` judges one run of one scenario. `words` is the
-model's inner monologue [(word, start s)] on the scenario's clock ("<call>" and
-the other "<...>" tokens are silent), `audio` its output channel (optional: it
-only sharpens where words end). The scripted ground truth is scored the same
-way, `score(s, s.assistant_words, s.assistant_audio)`: that is the ceiling.
+One scoring path. A run of a scenario is cut into the benchmark's samples
+(`clips.cut`: a dialogue with two questions is two samples), each clip's words
+are put on the clip's clock (`clips.monologue_view`, or `clips.heard_view` for
+what a speech recognizer hears), and `score_clip` judges that view. Exporting a
+run writes exactly those views (world/export.py), and `score_folder` reads them
+back and calls the same `score_clip`: a run and its folder give the same numbers
+to the last digit (tests/test_metrics.py checks it, and checks the benchmark's
+figures against a reader that knows only the folder files and the published rules).
 
-From words to speech (the Full-Duplex-Bench v1 view: time-aligned words):
+    rows = score(scenario, words, audio)      # one row per clip
+    rows = score_folder("out/eval/fdb/smooth_turn/3_0")
+    table = summarize(rows)                   # per kind: rates with k and n, means with n
 
-    word span   (word, start, end): a word ends where the next one starts if
-                that is within 0.8 s, else where the audio falls silent
-                (`export.word_chunks`), or DEFAULT_WORD_S later without audio
-    segment     words whose spans are less than GAP_S apart, merged
-    response    all the words after a cue (until the window closes) taken as one
-                span, first word start to last word end, as the benchmark's scripts do
-    takeover    a response of at least 1 s or more than 3 words; where a window may
-                hold several utterances (a story, bystanders talking) each segment
-                is judged alone, and a short one is a backchannel ("mm-hm", "yeah")
-    latency     start of the first word after the cue minus the cue, clipped at 0
+The benchmark's rules, on output.json's chunks (what its scripts read):
 
-Per kind (the cue, and what is measured):
+    takeover   the chunks, first start to last end, last at least 1 s or are more
+               than 3 words (TURN_S, TURN_WORDS); no chunks: no takeover
+    latency    start of the first chunk minus the cue, clipped at 0, over takeovers
+               (cue: turn_taking.json timestamp[0]; interrupt.json timestamp[1])
 
-    smooth_turn    took_turn after the first turn end (to the end of the clip,
-                   as the exported turn_taking.json); latency from that turn end
-    pause          took_turn inside the first pause span; spoke_in_pause_s
-    backchannel    took_turn during the story (before the last phrase end);
-                   n_backchannels: short segments starting during the story
-    interruption   stop_latency: end of the model's segment that is running when the
-                   barge-in starts, minus the barge-in start (0 if it was silent);
-                   stopped_within_0_4; answered: took the turn after the barge-in;
-                   latency from the barge-in's end (FD-bench: interrupt timestamp[1])
-    hesitation     offered_help: spoke after the last filler (before the user speaks
-                   again); took_turn; latency from the last filler's end
-    visual_cue     error = first word after the acknowledgement minus cue_time;
-    timer            (timer_target); early: that word comes before the target;
-                   on_time: not early and error <= 0.6 s (visual_cue) / 0.5 s (timer)
-    background     called: a "<call>" token; correct: the result words, contiguous and
-                   in order, among the words after the result arrives; over_user:
-                   seconds of speech over the user after the call was issued
-    other_speaker  took_turn from the first bystander word until the user speaks
-                   (or the clip ends); answered: took the turn after a user question
+Per task (every time on the clip's clock):
 
+    turn_taking    (smooth_turn) took_turn, latency from the end of the question
+    pause          took_turn: the benchmark's rule on the clip, which ends with the pause;
+                   spoke_in_pause_s: seconds of speech inside the pause
+    answer         (pause: the clip after the pause) answered, latency from the turn end
+    interruption   speaking_at_barge_in: a segment of the model's speech is running when the
+                   barge-in starts; over those runs only: stop_latency (its end minus the
+                   barge-in start) and stopped_within_0_4. answered, latency: the benchmark's
+                   rule on the words from the barge-in's end (the benchmark crops there)
+    backchannel    took_turn: a segment of the story (before its last phrase end) is a
+                   takeover; n_backchannels: the short segments during the story
+    hesitation     offered_help: spoke after the last filler, before the user speaks again;
+                   took_turn; latency from the last filler
+    visual_cue,    error: first word after the acknowledgement minus the target; early: that
+    timer            word comes before it; on_time: not early and error <= 0.6 s / 0.5 s
+    background     called: a "<call>" token; over_user: s of speech over the user after the call
+    other_speaker  took_turn from the first bystander word until the user speaks;
+                   answered, latency: after a user question, where there is one
+
+Every clip whose reply must carry a value (`Clip.value`: the sum, the colour, the
+shape, the object, the product) also gets `right`: the value's words appear, whole
+and in order, among the words said from `reply_from` to the clip's end (`holds`:
+"two" is not in "twenty two"). `summarize` prints its chance level beside it:
+`right_chance`, each reply checked against the values of the other clips of its kind.
 Words said right after a visual_cue / timer request are its acknowledgement
-("okay, i will watch"), not the report: words starting within ACK_S of the
-request (and at least ACK_MARGIN_S before the target) are left out.
+("okay, i will watch"): words within ACK_S of the request (and ACK_MARGIN_S before
+the target) are left out of error / early / on_time.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
-import torch
-
-from minitml.world.export import word_chunks
+from minitml.clips import Clip, View, cut, heard_view, monologue_view
+from minitml.world.vocab import number_words
 
 TURN_S, TURN_WORDS = 1.0, 3  # a takeover lasts >= 1 s or has > 3 words
 GAP_S = 0.25  # silence that ends a speech segment (as session.EventTracker)
-DEFAULT_WORD_S = 0.3  # how long a word lasts when there is no audio to tell
-MAX_WORD_S = 0.8  # word_chunks: a word runs to the next one if it starts within this
 STOP_WITHIN_S = 0.4
 ON_TIME_S = {"visual_cue": 0.6, "timer": 0.5}
 ACK_S, ACK_MARGIN_S = 1.6, 0.25
+NUMBER_WORDS = frozenset(w for n in range(100) for w in number_words(n)) | {"hundred", "thousand"}
+
+
+def took_turn(chunks: list[dict]) -> bool:
+    """The benchmark's rule on a response: at least 1 s from first start to last end, or > 3 words."""
+    if not chunks:
+        return False
+    duration = chunks[-1]["timestamp"][1] - chunks[0]["timestamp"][0]
+    return duration >= TURN_S or len(chunks) > TURN_WORDS
+
+
+def latency(chunks: list[dict], cue: float) -> float:
+    """Start of the first chunk minus the cue, clipped at 0."""
+    return max(0.0, chunks[0]["timestamp"][0] - cue)
 
 
 @dataclass
@@ -75,23 +92,8 @@ class Segment:
         return self.end - self.start >= TURN_S - 1e-6 or len(self.words) > TURN_WORDS
 
 
-def word_spans(words, audio: torch.Tensor | None = None, sample_rate: int = 16000):
-    """[(word, start)] -> [(word, start, end)] of the spoken words (silent "<...>" tokens dropped)."""
-    spoken = sorted(((w, float(t)) for w, t in words if not w.startswith("<")), key=lambda x: x[1])
-    if audio is not None:
-        return [(c["text"], *c["timestamp"]) for c in word_chunks(spoken, audio, sample_rate, MAX_WORD_S)]
-    spans = []
-    for i, (w, t) in enumerate(spoken):
-        nxt = spoken[i + 1][1] if i + 1 < len(spoken) else None
-        spans.append((w, t, nxt if nxt is not None and nxt - t <= MAX_WORD_S else t + DEFAULT_WORD_S))
-    return spans
-
-
 def segments(spans, lo: float = 0.0, hi: float = float("inf"), gap: float = GAP_S) -> list[Segment]:
-    """Speech segments from the words that start in [lo, hi), their ends clipped to hi.
-
-    gap=inf gives one segment from the first word to the last: Full-Duplex-Bench's
-    view of a whole response (its scripts judge all chunks after the cue at once)."""
+    """Speech segments from the words that start in [lo, hi), their ends clipped to hi."""
     segs: list[Segment] = []
     for w, a, b in spans:
         if not lo <= a < hi:
@@ -110,93 +112,194 @@ def overlap(segs: list[Segment], spans) -> float:
     return sum(max(0.0, min(s.end, b) - max(s.start, a)) for s in segs for a, b in spans)
 
 
-def _turn(spans, cue: float, hi: float = float("inf")) -> tuple[bool, float | None]:
-    """(took the turn in [cue, hi), latency of its first word if it did): the whole response."""
-    segs = segments(spans, cue, hi, gap=float("inf"))
-    took = bool(segs) and segs[0].took_turn
-    return took, (max(0.0, segs[0].start - cue) if took else None)
+def holds(reply: list[str], value: list[str]) -> bool:
+    """Does the reply say `value`, whole words in order? A number must stand alone: "two"
+    is not in "twenty two", "forty" is not in "two thousand forty one"."""
+    n = len(value)
+    if n == 0:
+        return False
+    numeric = all(w in NUMBER_WORDS for w in value)
+    for i in range(len(reply) - n + 1):
+        if reply[i:i + n] != value:
+            continue
+        before = reply[i - 1] if i > 0 else None
+        after = reply[i + n] if i + n < len(reply) else None
+        if numeric and (before in NUMBER_WORDS or after in NUMBER_WORDS):
+            continue
+        return True
+    return False
 
 
-def _next_user_start(ann: dict, t: float, end: float) -> float:
-    return min([a for a, _ in ann.get("user_speech", []) if a > t] + [end])
+def _turn_taking(row: dict, chunks: list[dict], cue: float, name: str) -> None:
+    row[name] = took_turn(chunks)
+    row["latency"] = latency(chunks, cue) if row[name] else None
+    row["no_reply"] = not any(c["timestamp"][0] >= cue for c in chunks)
 
 
-def _contains(words: list[str], want: list[str]) -> bool:
-    n = len(want)
-    return n > 0 and any(words[i:i + n] == want for i in range(len(words) - n + 1))
-
-
-def score(scenario, words, audio: torch.Tensor | None = None) -> dict:
-    """Score one run of one scenario (see the module docstring for each kind's metrics)."""
-    ann, kind, end = scenario.annotations, scenario.kind, scenario.duration
-    spans = word_spans(words, audio, scenario.sample_rate)
-    row: dict = {"kind": kind, "seed": scenario.seed}
-    if kind == "smooth_turn":
-        row["took_turn"], row["latency"] = _turn(spans, ann["turn_ends"][0])
-    elif kind == "pause":
-        a, b = ann["pauses"][0]
-        row["took_turn"] = _turn(spans, a, b)[0]
-        row["spoke_in_pause_s"] = sum(s.end - s.start for s in segments(spans, a, b))
-    elif kind == "backchannel":
-        story = segments(spans, ann["user_speech"][0][0], ann["phrase_ends"][-1])
+def score_clip(clip: Clip, view: View) -> dict:
+    """Judge one clip from one view of its words (see the module docstring)."""
+    m, task, spans, chunks = clip.marks, clip.task, view.spans, view.chunks
+    row: dict = {"kind": clip.kind, "seed": clip.seed, "clip": clip.folder}
+    if task == "turn_taking":
+        _turn_taking(row, chunks, m["turn_end"], "took_turn")
+    elif task == "answer":
+        _turn_taking(row, chunks, m["turn_end"], "answered")
+    elif task == "pause":
+        a, b = m["pause"]
+        row["took_turn"] = took_turn(chunks)
+        row["spoke_in_pause_s"] = round(sum(s.end - s.start for s in segments(spans, a, b)), 6)
+    elif task == "interruption":
+        bs, be = m["barge_in"]
+        running = [s for s in segments(spans) if s.start <= bs < s.end]
+        row["speaking_at_barge_in"] = bool(running)
+        row["stop_latency"] = round(running[0].end - bs, 6) if running else None
+        row["stopped_within_0_4"] = (row["stop_latency"] <= STOP_WITHIN_S) if running else None
+        _turn_taking(row, chunks, be, "answered")
+    elif task == "backchannel":
+        story = segments(spans, *m["story"])
         row["took_turn"] = any(s.took_turn for s in story)
         row["n_backchannels"] = sum(not s.took_turn for s in story)
-    elif kind == "interruption":
-        bs, be = ann["barge_in"]
-        running = [s for s in segments(spans) if s.start <= bs < s.end]
-        row["stop_latency"] = running[0].end - bs if running else 0.0
-        row["stopped_within_0_4"] = bool(row["stop_latency"] <= STOP_WITHIN_S)
-        row["answered"], row["latency"] = _turn(spans, be)
-    elif kind == "hesitation":
-        t = ann["hesitations"][-1][1]
-        hi = _next_user_start(ann, t, end)
+    elif task == "hesitation":
+        t, hi = m["last_filler"], m["user_resumes"]
         segs = segments(spans, t, hi)
         row["offered_help"] = bool(segs)
-        row["took_turn"] = _turn(spans, t, hi)[0]
-        row["latency"] = max(0.0, segs[0].start - t) if segs else None
-    elif kind in ("visual_cue", "timer"):
-        target = ann["cue_time"] if kind == "visual_cue" else ann["timer_target"]
-        request_end = ann["turn_ends"][0]
-        after_ack = min(request_end + ACK_S, target - ACK_MARGIN_S)
+        row["took_turn"] = any(s.took_turn for s in segments(spans, t, hi, gap=float("inf")))
+        row["latency"] = round(max(0.0, segs[0].start - t), 6) if segs else None
+    elif task in ("visual_cue", "timer"):
+        target = m["target"]
+        after_ack = min(m["request_end"] + ACK_S, target - ACK_MARGIN_S)
         first = next((a for _, a, _ in spans if a >= after_ack), None)
-        row["error"] = None if first is None else first - target
-        row["early"] = bool(first is not None and first < target)
-        row["on_time"] = bool(first is not None and not row["early"] and row["error"] <= ON_TIME_S[kind])
-    elif kind == "background":
-        call = ann["call"]
-        result = ann["expected_words"] if call["result"] == ["<fail>"] else call["result"]
-        row["called"] = any(w == "<call>" for w, _ in words)
-        row["correct"] = _contains([w for w, a, _ in spans if a >= call["arrived"]], list(result))
-        row["over_user"] = overlap(segments(spans, call["issued"]),
-                                   [(a, b) for a, b in ann["user_speech"] if b > call["issued"]])
-    elif kind == "other_speaker":
-        t = ann["other_speech"][0][0]
-        hi = _next_user_start(ann, t, end)
-        row["took_turn"] = any(s.took_turn for s in segments(spans, t, hi))
-        if ann["turn_ends"]:
-            row["answered"], row["latency"] = _turn(spans, ann["turn_ends"][0])
+        row["error"] = None if first is None else round(first - target, 6)
+        row["early"] = first is not None and first < target
+        row["on_time"] = first is not None and not row["early"] and row["error"] <= ON_TIME_S[task]
+    elif task == "background":
+        row["called"] = any(w == "<call>" for w, _ in view.tokens)
+        row["over_user"] = round(overlap(segments(spans, m["issued"]), m["user_speech"]), 6)
+    elif task == "other_speaker":
+        row["took_turn"] = any(s.took_turn for s in segments(spans, m["bystander"], m["user_resumes"]))
+        if "turn_end" in m:
+            t = m["turn_end"]
+            _turn_taking(row, [c for c in chunks if c["timestamp"][0] >= t], t, "answered")
     else:
-        raise ValueError(f"no metrics for scenario kind {kind!r}")
+        raise ValueError(f"no metrics for clip task {task!r}")
+    if clip.value is not None:
+        reply = [w for w, a, _ in spans if a >= m["reply_from"]]
+        row["reply"], row["value"] = " ".join(reply), " ".join(clip.value)
+        row["right"] = holds(reply, clip.value)
     return row
 
 
+def score(scenario, words, audio=None, recognizer=None) -> list[dict]:
+    """Score one run of one scenario: one row per clip.
+
+    words: the model's monologue [(word, start s)] on the scenario's clock ("<call>" and the
+    other "<...>" tokens are silent); audio: its output channel (it tells where words end).
+    With a `recognizer` (minitml.listen.Recognizer) each row also holds `heard`: the same
+    clip scored from what the recognizer hears in the audio. The scripted ground truth is
+    scored the same way: `score(s, s.assistant_words, s.assistant_audio)`."""
+    rows = []
+    for clip in cut(scenario):
+        views = {"monologue": monologue_view(clip, words, audio)}
+        if recognizer is not None:
+            views["heard"] = heard_view(clip, audio, recognizer)
+        rows.append(score_views(clip, views))
+    return rows
+
+
+def score_views(clip: Clip, views: dict[str, View]) -> dict:
+    """The clip scored from the monologue and, where there is one, from what was heard:
+    row["heard"] is that row, with `said` (the monologue's words) and `transcript` (the
+    recognizer's) for the word error rate between them."""
+    row = score_clip(clip, views["monologue"])
+    if "heard" in views:
+        row["heard"] = score_clip(clip, views["heard"])
+        row["heard"]["said"] = " ".join(w for w, *_ in views["monologue"].spans)
+        row["heard"]["transcript"] = " ".join(w for w, *_ in views["heard"].spans)
+    return row
+
+
+def score_folder(folder) -> dict:
+    """Score one exported Full-Duplex-Bench folder from its own files: minitml.json holds the
+    clip and its views (and "heard" where it was exported with a recognizer)."""
+    path = Path(folder) / "minitml.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} is not an exported sample: it has no minitml.json")
+    meta = json.loads(path.read_text())
+    views = {name: View.from_json(v) for name, v in meta["views"].items()}
+    return score_views(Clip(**meta["clip"]), views)
+
+
+def score_tree(root) -> list[dict]:
+    """Score every exported folder under root (root/<kind>/<sample>/), in a fixed order."""
+    folders = sorted(p.parent for p in Path(root).glob("*/*/minitml.json"))
+    return [score_folder(f) for f in folders]
+
+
+# -- many runs, summarized ---------------------------------------------------------------
+def chance(rows: list[dict]) -> list[float | None]:
+    """For each row with a value: how often its reply holds the values of the *other* rows of
+    its kind (a shuffled control: what a reply that ignores the question scores)."""
+    out: list[float | None] = []
+    for i, r in enumerate(rows):
+        if "value" not in r:
+            out.append(None)
+            continue
+        others = [o["value"].split() for j, o in enumerate(rows)
+                  if j != i and o["kind"] == r["kind"] and "value" in o]
+        out.append(sum(holds(r["reply"].split(), v) for v in others) / len(others) if others else None)
+    return out
+
+
+TEXT_KEYS = ("kind", "seed", "clip", "reply", "value", "heard", "said", "transcript")
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Per kind: n, the rate of every bool metric, the mean of every number over the runs
-    where it exists (latency: over takeovers only) with that count as <metric>_runs, and
-    for latency also the median (a few very late answers can pull the mean far up)."""
+    """Per kind: `n` clips; for every yes/no metric its rate with `<metric>_k` of `<metric>_n`
+    runs where it applies; for every number its mean with `<metric>_n` (latency: over the
+    takeovers only, also the median); `right_chance` beside `right`."""
+    rows = [dict(r, right_chance=c) if c is not None else r for r, c in zip(rows, chance(rows))]
     out: dict = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
         group = [r for r in rows if r["kind"] == kind]
         summary: dict = {"n": len(group)}
-        for key in dict.fromkeys(k for r in group for k in r if k not in ("kind", "seed")):
+        for key in dict.fromkeys(k for r in group for k in r if k not in TEXT_KEYS):
             values = [r[key] for r in group if r.get(key) is not None]
-            summary[key] = sum(values) / len(values) if values else None
-            if not all(isinstance(v, bool) for v in values):  # a number: say over how many runs
-                summary[key + "_runs"] = len(values)
+            summary[key] = round(sum(values) / len(values), 6) if values else None
+            summary[key + "_n"] = len(values)
+            if values and all(isinstance(v, bool) for v in values):
+                summary[key + "_k"] = sum(values)
             if key == "latency":
-                summary["latency_median"] = statistics.median(values) if values else None
+                summary["latency_median"] = round(statistics.median(values), 6) if values else None
+        if any("said" in r for r in group):
+            errors, words = word_errors([(r["said"].split(), r["transcript"].split()) for r in group])
+            summary["wer"], summary["wer_n"] = (round(errors / words, 6) if words else None), words
         out[kind] = summary
+    valued = [r for r in rows if "right" in r]
+    if len({r["kind"] for r in valued}) > 1:  # every kind that asks something, together
+        out["all"] = {"n": len(valued), "right": round(sum(r["right"] for r in valued) / len(valued), 6),
+                      "right_n": len(valued), "right_k": sum(r["right"] for r in valued),
+                      "right_chance": round(statistics.mean(r.get("right_chance") or 0.0 for r in valued), 6)}
     return out
+
+
+def word_errors(pairs) -> tuple[int, int]:
+    """Pooled over (reference words, hypothesis words) pairs: (edit distance in words, reference
+    words). Their ratio is the word error rate of the whole set (not a mean of per-clip rates)."""
+    errors = words = 0
+    for ref, hyp in pairs:
+        row = list(range(len(hyp) + 1))  # Levenshtein, one row at a time
+        for i, r in enumerate(ref, 1):
+            prev, row[0] = row[0], i
+            for j, h in enumerate(hyp, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+        errors += row[-1]
+        words += len(ref)
+    return errors, words
+
+
+def heard_rows(rows: list[dict]) -> list[dict]:
+    """The rows as scored from what the recognizer heard (rows scored with a recognizer)."""
+    return [r["heard"] for r in rows if "heard" in r]
 
 
 def ceiling(kinds, n: int, split: str = "heldout", seed: int = 0) -> dict:
@@ -207,5 +310,5 @@ def ceiling(kinds, n: int, split: str = "heldout", seed: int = 0) -> dict:
     for kind in kinds:
         for i in range(seed, seed + n):
             s = make_scenario(kind, i, split)
-            rows.append(score(s, s.assistant_words, s.assistant_audio))
+            rows += score(s, s.assistant_words, s.assistant_audio)
     return summarize(rows)

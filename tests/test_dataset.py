@@ -60,7 +60,8 @@ def test_dataset_refuses_another_vocabulary(dataset, tmp_path):
 
 def test_export_pause_is_cut_at_the_end_of_the_pause(tmp_path):
     s = make_scenario("pause", 4, "heldout")
-    folder = export_fdb(s, tmp_path / "pause")
+    folder, answer = export_fdb(s, tmp_path)
+    assert folder == tmp_path / "pause" / "4" and answer == tmp_path / "pause_answer" / "4"
     start, end = s.annotations["pauses"][0]
     pause = json.loads((folder / "pause.json").read_text())
     assert pause == [{"text": "[PAUSE]", "timestamp": [start, end]}]
@@ -68,36 +69,48 @@ def test_export_pause_is_cut_at_the_end_of_the_pause(tmp_path):
     assert abs(audio.numel() / rate - end) < 1e-3
     out = json.loads((folder / "output.json").read_text())
     assert all(c["timestamp"][1] <= end + 1e-6 for c in out["chunks"])
+    # the answer after the pause is a turn-taking sample on its own clock, from the pause's end
+    tt = json.loads((answer / "turn_taking.json").read_text())[0]["timestamp"]
+    audio, rate = read_wav(answer / "input.wav")
+    assert tt[0] == pytest.approx(s.annotations["turn_ends"][0] - end, abs=1e-4)
+    assert audio.numel() / rate == pytest.approx(s.duration - end, abs=1e-3)
 
 
-def test_export_turn_taking_and_interrupt(tmp_path):
-    s = make_scenario("smooth_turn", 2)
-    folder = export_fdb(s, tmp_path / "smooth")
-    tt = json.loads((folder / "turn_taking.json").read_text())
-    assert tt[0]["text"] == "[TURN-TAKING]" and tt[0]["timestamp"][0] == s.annotations["turn_ends"][0]
-    # one user turn per sample: the clip ends where the user starts speaking again
-    later = [a for a, _ in s.annotations["user_speech"] if a > s.annotations["turn_ends"][0]]
-    clip_end = min(later) if later else s.user_audio.numel() / 16000
-    assert abs(tt[0]["timestamp"][1] - clip_end) < 1e-3
-    audio, rate = read_wav(folder / "input.wav")
-    assert abs(audio.numel() / rate - clip_end) < 1e-3
-    out = json.loads((folder / "output.json").read_text())
-    words = [w for w, t in s.assistant_words if not w.startswith("<") and t < clip_end]
-    assert words and [c["text"] for c in out["chunks"]] == words and out["text"] == " ".join(words)
-    assert all(c["timestamp"][0] < c["timestamp"][1] <= clip_end + 1e-3 for c in out["chunks"])
+def test_export_one_sample_per_question_and_interrupt(tmp_path):
+    seed = next(i for i in range(20) if len(make_scenario("smooth_turn", i).annotations["turn_ends"]) == 2)
+    s = make_scenario("smooth_turn", seed)
+    folders = export_fdb(s, tmp_path)
+    assert [f.name for f in folders] == [f"{seed}_0", f"{seed}_1"]
+    ends, starts = s.annotations["turn_ends"], [a for a, _ in s.annotations["user_speech"]]
+    clip_end = min(a for a in starts if a > ends[0])  # the first clip ends where the user speaks again
+    tt = [json.loads((f / "turn_taking.json").read_text())[0] for f in folders]
+    assert tt[0]["text"] == "[TURN-TAKING]" and tt[0]["timestamp"][0] == pytest.approx(ends[0], abs=1e-6)
+    assert tt[0]["timestamp"][1] == pytest.approx(clip_end, abs=1e-4)
+    assert tt[1]["timestamp"][0] == pytest.approx(ends[1] - clip_end, abs=1e-4)  # its own clock
+    for f, (a, b) in zip(folders, [(0.0, clip_end), (clip_end, s.duration)]):
+        audio, rate = read_wav(f / "input.wav")
+        assert abs(audio.numel() / rate - (b - a)) < 1e-3
+        out = json.loads((f / "output.json").read_text())
+        words = [w for w, t in s.assistant_words if not w.startswith("<") and a <= t < b]
+        assert words and [c["text"] for c in out["chunks"]] == words and out["text"] == " ".join(words)
+        assert all(c["timestamp"][0] < c["timestamp"][1] <= b - a + 1e-3 for c in out["chunks"])
 
     s = make_scenario("interruption", 2)
-    folder = export_fdb(s, tmp_path / "interrupt")
+    (folder,) = export_fdb(s, tmp_path)
     intr = json.loads((folder / "interrupt.json").read_text())
-    assert intr[0]["timestamp"] == list(s.annotations["barge_in"])
-    assert intr[0]["interrupt"]
+    assert intr[0]["timestamp"] == list(s.annotations["barge_in"]) and intr[0]["interrupt"]
+    # output.json holds what the benchmark transcribes: the output from the barge-in's end on
+    out = json.loads((folder / "output.json").read_text())["chunks"]
+    be = s.annotations["barge_in"][1]
+    assert out and all(c["timestamp"][0] >= be for c in out)
+    assert [c["text"] for c in out] == [w for w, t in s.assistant_words if not w.startswith("<") and t >= be]
 
 
 def test_scenario_exports_itself(tmp_path):
     import minitml.world as world
 
     s = world.make_scenario("pause", 1, split="heldout")
-    folder = s.export_fdb(tmp_path / "p")
+    folder = s.export_fdb(tmp_path)[0]
     assert (folder / "pause.json").exists() and (folder / "input.wav").exists()
     assert len(world.KINDS) == 9
 
@@ -105,8 +118,8 @@ def test_scenario_exports_itself(tmp_path):
 def test_export_a_model_run(tmp_path):
     s = make_scenario("smooth_turn", 5)
     audio = torch.zeros_like(s.assistant_audio)
-    folder = export_fdb(s, tmp_path / "run", output_audio=audio,
-                        output_words=[("<call>", 1.0), ("seven", 2.0), ("nine", 2.3)])
+    folder = export_fdb(s, tmp_path, output_audio=audio,
+                        output_words=[("<call>", 1.0), ("seven", 2.0), ("nine", 2.3)])[0]
     out = json.loads((folder / "output.json").read_text())
     assert [c["text"] for c in out["chunks"]] == ["seven", "nine"]
     assert out["chunks"][0]["timestamp"] == [2.0, 2.3]

@@ -220,9 +220,15 @@ def test_demo_command_writes_stereo_wav_timeline_and_report(tmp_path, capsys):
         assert f.getnchannels() == 2 and f.getframerate() == 16000  # user left, model right
     report = json.loads((tmp_path / "report.json").read_text())
     assert [r["kind"] for r in report["kinds"]] == ["interruption", "visual_cue"]
-    assert "stop_latency" in report["kinds"][0]["metrics"] and "on_time" in report["kinds"][1]["metrics"]
+    (barge,), (cue,) = report["kinds"][0]["samples"], report["kinds"][1]["samples"]
+    assert "speaking_at_barge_in" in barge and "on_time" in cue
     assert report["micro_turns"] > 40 and 0 < report["compute_ms"]["p50"] < report["budget_ms"]
-    assert "## interruption" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "## interruption" in md
+    # each reply that must carry a value is marked, in the report and in the log
+    for row in (barge, cue):
+        mark = f"answer {'RIGHT' if row['right'] else 'WRONG'} ({row['clip']}): asked for \"{row['value']}\""
+        assert mark in md and mark in out
     assert "compute per step p50" in out
 
 

@@ -16,7 +16,7 @@ SEEDS = range(6)
 def test_walkie_talkie_waits_for_its_silence_threshold(threshold):
     for seed in SEEDS:
         s = make_scenario("smooth_turn", seed, "heldout")
-        row = score(s, *walkie_talkie(s, threshold))
+        row = score(s, *walkie_talkie(s, threshold))[0]
         assert row["took_turn"]
         # never before the threshold, except for the quiet word tail the VAD cannot hear
         assert threshold - 0.15 <= row["latency"] <= threshold + 2 * FRAME_S
@@ -31,7 +31,7 @@ def test_walkie_talkie_talks_into_a_pause_longer_than_its_threshold():
             continue
         words, audio = walkie_talkie(s, 0.5)
         assert any(a + 0.5 - 0.15 <= t < b for _, t in words), "it should answer inside the pause"
-        takeovers += score(s, words, audio)["took_turn"]  # >= 1 s or > 3 words inside the pause
+        takeovers += score(s, words, audio)[0]["took_turn"]  # >= 1 s or > 3 words inside the pause
         checked += 1
     assert checked >= 6 and takeovers >= 3
 
@@ -46,7 +46,7 @@ def test_walkie_talkie_cannot_backchannel_or_keep_time():
         s = make_scenario("timer", seed, "heldout")
         words, audio = walkie_talkie(s, 0.5)
         assert words == [] and not audio.any()
-        assert score(s, words, audio)["on_time"] is False
+        assert score(s, words, audio)[0]["on_time"] is False
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,20 @@ def test_evaluate_writes_results_and_fdb_folders(model, tmp_path):
     assert saved == json.loads(json.dumps(results))
     systems = ["model", "ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"]
     truth = ceiling(kinds, 2)
+    assert list(results) == kinds + ["all"]
     for kind in kinds:
         assert list(results[kind]) == systems
-        assert all(results[kind][s]["n"] == 2 for s in systems)
         assert results[kind]["ground_truth"] == truth[kind]
-        for seed in range(2):
-            folder = tmp_path / "fdb" / kind / str(seed)
-            assert (folder / "output.json").exists() and (folder / "output.wav").exists()
+    assert all(results["pause"][s]["took_turn_n"] == 2 for s in systems)  # one pause per dialogue
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    folders = sorted((tmp_path / "fdb").glob("*/*/output.json"))
+    assert len(folders) == len(rows["model"]) == results["smooth_turn"]["model"]["n"] + 2 * 2
+    for row in rows["model"]:  # the model was scored from its folders
+        assert (tmp_path / "fdb" / row["clip"] / "output.wav").exists()
     table = format_table(results)
     assert "## smooth_turn" in table and "walkie_talkie_0.8" in table
+    took = results["pause"]["ground_truth"]
+    assert "took_turn_k" in took and f"{took['took_turn']:.2f} 0/2" in table  # rates carry k/n
 
 
 def test_targets_are_judged_against_their_goals():
@@ -91,12 +96,14 @@ def test_targets_are_judged_against_their_goals():
         "backchannel": {"model": {"took_turn": 0.0, "n_backchannels": 0.7},
                         "ground_truth": {"took_turn": 0.0, "n_backchannels": 1.6}},
         "hesitation": {"model": {"offered_help": None}, "ground_truth": {"offered_help": 1.0}},
+        "all": {"model": {"right": 0.75}, "ground_truth": {"right": 1.0}},
     }
     met = {(r["kind"], r["metric"]): r["met"] for r in check_targets(results)}
     assert met == {("smooth_turn", "took_turn"): True, ("smooth_turn", "latency"): False,
                    ("pause", "took_turn"): True, ("backchannel", "took_turn"): True,
                    ("backchannel", "n_backchannels"): False,  # 0.7 is 56% below 1.6
-                   ("hesitation", "offered_help"): False}  # no value: not met
+                   ("hesitation", "offered_help"): False,  # no value: not met
+                   ("smooth_turn", "no_reply"): False, ("all", "right"): True}
     assert "NO" in format_targets(check_targets(results))
 
 

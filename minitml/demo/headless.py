@@ -9,7 +9,8 @@ per chunk. It writes
 
     conversation.wav   stereo: the user (microphone) left, the model right
     timeline.png       one row per kind: both channels, the model's words, the cues
-    report.md          per kind: the script, what the model said, its events, the metrics
+    report.md          per kind: the script, what the model said, its events, the metrics of
+                       each benchmark sample, and each reply marked right or wrong
     report.json        the same, for programs
 
 Decoding is greedy and a late step is only recorded (overrun="ignore"), as in the
@@ -79,16 +80,18 @@ def run_headless(out="out/demo", kinds=KINDS, seed: int = 0, model=None, checkpo
                     raise RuntimeError(f"{kind}: the engine refused chunk {seq}: {reply['message']}")
         timeline = engine.timeline()
         words, audio = timeline.words, timeline.model_audio
-        metrics = {k: v for k, v in score(scenario, words, audio).items() if k not in ("kind", "seed")}
+        samples = [{k: v for k, v in row.items() if k not in ("kind", "seed")}
+                   for row in score(scenario, words, audio)]
+        metrics = " | ".join(_metrics(row) for row in samples)
         events = [(e.kind, round(e.time, 2), e.detail) for e in timeline.events if e.kind != "speech_start"]
         compute += timeline.compute_ms
         rows.append({"kind": kind, "seed": seed, "wanted": WANTED[kind],
                      "duration_s": round(scenario.duration, 2),
                      "script": scenario.transcript().splitlines(),
                      "model_words": [(w, round(t, 2)) for w, t in words],
-                     "events": events, "metrics": metrics})
+                     "events": events, "samples": samples})
         plot_run(scenario, words, audio, ax=ax,
-                 title=f"{kind}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
+                 title=f"{kind}: {metrics}")
         for name, when, _ in events:
             if name in ("took_turn", "backchannel", "yielded", "deadline_miss"):
                 ax.plot([when], [-0.2], marker="v", color="crimson" if name == "deadline_miss" else "green")
@@ -96,7 +99,10 @@ def run_headless(out="out/demo", kinds=KINDS, seed: int = 0, model=None, checkpo
         n = min(scenario.user_audio.shape[0], audio.shape[0])
         pieces += [torch.stack([scenario.user_audio[:n], audio[:n]]), torch.zeros(2, round(GAP_S * sr))]
         said = " ".join(w for w, _ in words if not w.startswith("<")) or "(silence)"
-        log(f"  {kind:14s} {', '.join(f'{k} {_fmt(v)}' for k, v in metrics.items())}")
+        log(f"  {kind:14s} {metrics}")
+        for row in samples:
+            if "right" in row:
+                log(f"  {'':14s} {_answer(row)}")
         log(f"  {'':14s} said: {said[:100]}")
     engine.close()
 
@@ -137,5 +143,16 @@ def _markdown(report: dict) -> str:
                   "model said: " + (" ".join(f"{w}@{t}" for w, t in r["model_words"]) or "(nothing)"), "",
                   "events: " + (", ".join(f"{k} at {t} s" + (f" ({d})" if d else "")
                                           for k, t, d in r["events"]) or "(none)"), "",
-                  "metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["metrics"].items()), ""]
+                  *[f"sample {row['clip']}: {_metrics(row)}" for row in r["samples"]],
+                  "", *[_answer(row) for row in r["samples"] if "right" in row], ""]
     return "\n".join(lines)
+
+
+def _metrics(row: dict) -> str:
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("clip", "reply", "value"))
+
+
+def _answer(row: dict) -> str:
+    """'answer RIGHT: asked for "red", said "the light is red"' (or WRONG)."""
+    return (f"answer {'RIGHT' if row['right'] else 'WRONG'} ({row['clip']}): asked for "
+            f"\"{row['value']}\", said \"{row['reply'] or '(nothing)'}\"")

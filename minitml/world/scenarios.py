@@ -74,6 +74,8 @@ KINDS = ("smooth_turn", "pause", "backchannel", "interruption", "hesitation", "v
 
 BACKCHANNEL_MAX_OVERLAP = 0.2  # s a backchannel may run on into the user's next phrase
 STOP_DELAY = (0.15, 0.3)  # s from barge-in start to the assistant falling silent
+BARGE_AFTER = (1.5, 2.5)  # s from the start of the long answer to the barge-in: a model that
+                          # answers at all, up to a second late, is still speaking
 PAUSE_RANGE = (0.6, 1.5)  # s of a mid-sentence pause
 HELP_WAIT = (1.0, 2.0)  # s of silence before offering help after a hesitation
 CUE_DELAY = (0.2, 0.4)  # s from a visual change to the assistant's first word
@@ -150,12 +152,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
 
 # What the assistant says (the same in both splits).
 LINES: dict[str, tuple[str, ...]] = {
-    "a_add": ("{a} plus {b} is {r}", "it is {r}", "that makes {r}"),
-    "a_minus": ("{a} minus {b} is {r}", "it is {r}"),
-    "a_after": ("{m} comes after {n}", "it is {m}"),
-    "a_colour": ("a {thing} is {colour}", "it is {colour}"),
+    "a_add": ("{a} plus {b} is {r}", "the answer is {r}", "so that makes {r}"),
+    "a_minus": ("{a} minus {b} is {r}", "the answer is {r}"),
+    "a_after": ("{m} comes after {n}", "the number is {m}"),
+    "a_colour": ("a {thing} is {colour}", "the colour is {colour}"),
     "a_legs": ("a {animal} has {n} legs", "it has {n} legs"),
-    "a_light": ("the light is {colour}", "it is {colour}"),
+    "a_light": ("the light is {colour}", "it is {colour} now"),
     "a_shape": ("i see a {shape}", "it is a {colour} {shape}"),
     "a_holding": ("you are holding {an_object}", "that is {an_object}"),
     "a_count": ("sure, {numbers}",),
@@ -171,7 +173,7 @@ LINES: dict[str, tuple[str, ...]] = {
     "said_object": ("that is {an_object}", "now you are holding {an_object}"),
     "said_timer_tell": ("{n} seconds have passed", "time is up", "now"),
     "said_timer_stop": ("stop",),
-    "help": ("do you need some help", "take your time", "can i help you with something", "are you okay"),
+    "help": ("do you need some help", "can i help you with something", "are you okay there"),
     "check": ("let me check", "okay, let me check", "let me work that out"),
     "bg_answer": ("it is {r}", "the answer is {r}"),
     "bg_fail": ("sorry, i could not work that out",),
@@ -237,11 +239,11 @@ class Scenario:
         """(2, N): channel 0 the microphone (user), channel 1 the assistant."""
         return torch.stack([self.user_audio, self.assistant_audio])
 
-    def export_fdb(self, folder, output_audio=None, output_words=None):
-        """Write this scenario (or a model's run on it) as a Full-Duplex-Bench v1 folder."""
+    def export_fdb(self, root, output_audio=None, output_words=None, recognizer=None):
+        """Write this scenario (or a model's run on it) as Full-Duplex-Bench v1 folders, one per sample."""
         from minitml.world.export import export_fdb
 
-        return export_fdb(self, folder, output_audio, output_words)
+        return export_fdb(self, root, output_audio, output_words, recognizer)
 
     def transcript(self) -> str:
         """The dialogue as text, one line per utterance with its time span."""
@@ -278,7 +280,7 @@ class _Timeline:
         self.other_speech: list[tuple[float, float]] = []
         self.assistant_speech: list[tuple[float, float]] = []
         self.templates: list[str] = []
-        self.ann: dict = {"turn_ends": []}
+        self.ann: dict = {"turn_ends": [], "asked": []}
         r = self.rng
         self.scene = SceneState(light=int(r.integers(len(LIGHTS))), backdrop=int(r.integers(N_BACKDROPS)),
                                 shape=int(r.integers(1, len(SHAPES))) if r.random() < 0.4 else 0,
@@ -390,40 +392,53 @@ class _Timeline:
         return turn * self.turn_s
 
     # -- dialogue building blocks ---------------------------------------------
-    def question(self) -> tuple[str, str]:
-        """A question the user can ask and the assistant's answer (setting the scene it needs)."""
+    def question(self) -> tuple[str, str, list[str]]:
+        """A question the user can ask, the assistant's answer (setting the scene it needs), and
+        the asked-for value in that answer as words: the sum, the colour, the shape, the object."""
         group = self.choice(QUESTION_GROUPS)
         r = self.rng
         if group == "q_add":
             a, b = (int(x) for x in r.integers(1, 13, 2))
             s = dict(a=spell(a), b=spell(b), r=spell(a + b))
+            value = s["r"]
         elif group == "q_minus":
             a = int(r.integers(5, 21))
             b = int(r.integers(1, a + 1))
             s = dict(a=spell(a), b=spell(b), r=spell(a - b))
+            value = s["r"]
         elif group == "q_after":
             n = int(r.integers(1, 30))
             s = dict(n=spell(n), m=spell(n + 1))
+            value = s["m"]
         elif group == "q_colour":
             thing = self.choice(list(THING_COLOURS))
             s = dict(thing=thing, colour=THING_COLOURS[thing])
+            value = s["colour"]
         elif group == "q_legs":
             animal = self.choice(list(ANIMAL_LEGS))
             s = dict(animal=animal, n=spell(ANIMAL_LEGS[animal]))
+            value = s["n"]
         elif group == "q_light":
             light = int(r.integers(1, len(LIGHTS)))
             self.scene, self.scene_locked = replace(self.scene, light=light), True
             s = dict(colour=LIGHTS[light])
+            value = s["colour"]
         elif group == "q_shape":
             shape, colour = int(r.integers(1, len(SHAPES))), int(r.integers(len(COLOURS)))
             self.scene = replace(self.scene, shape=shape, shape_colour=colour)
             self.scene_locked = True
             s = dict(shape=SHAPES[shape], colour=COLOURS[colour])
+            value = SHAPES[shape]
         else:  # q_holding
             obj = int(r.integers(1, len(OBJECTS)))
             self.scene, self.scene_locked = replace(self.scene, object=obj), True
             s = dict(an_object=an(OBJECTS[obj]))
-        return self.template(group, **s), self.line("a" + group[1:], **s)
+            value = OBJECTS[obj]
+        return self.template(group, **s), self.line("a" + group[1:], **s), tokenize(value)
+
+    def asked(self, after: float, value: list[str]) -> None:
+        """Note a reply that must carry `value`: the words the assistant says from `after` on."""
+        self.ann["asked"].append({"after": after, "value": list(value)})
 
     # -- the finished dialogue ------------------------------------------------
     def build(self, end: float) -> Scenario:
@@ -472,20 +487,22 @@ class _Timeline:
 def _smooth_turn(tl: _Timeline) -> float:
     a_end = tl.u(0.0, 1.0)
     while not tl.ann["turn_ends"] or (len(tl.ann["turn_ends"]) < 2 and a_end < 5.0):  # 1 or 2 exchanges
-        question, answer = tl.question()
+        question, answer, value = tl.question()
         _, e = tl.user(question, a_end + tl.u(0.5, 1.0))
         _, a_end = tl.assistant(answer, e + tl.gap())
         tl.ann["turn_ends"].append(e)
+        tl.asked(e, value)
         tl.ann["expected_words"] = tokenize(answer)  # the answer to the last turn
     return a_end
 
 
 def _pause(tl: _Timeline) -> float:
     lead = tl.template("pause_lead")
-    question, answer = tl.question()
+    question, answer, value = tl.question()
     _, e1 = tl.user(lead + ",", tl.u(0.4, 1.0))  # the comma gives continuation intonation
     s2, e2 = tl.user(question, e1 + tl.u(*PAUSE_RANGE))
     _, a_end = tl.assistant(answer, e2 + tl.gap())
+    tl.asked(e2, value)
     tl.ann.update(pauses=[(e1, s2)], turn_ends=[e2], expected_words=tokenize(answer))
     return a_end
 
@@ -536,11 +553,12 @@ def _interruption(tl: _Timeline) -> float:
     _, e = tl.user(request, tl.u(0.4, 1.0))
     a_start = e + tl.gap()
     length = tl.assistant_duration(long_answer)
-    question, answer = tl.question()
-    bs, be = tl.user(tl.template("barge", q=question), a_start + tl.u(0.8, min(2.0, length - 0.6)))
+    question, answer, value = tl.question()
+    bs, be = tl.user(tl.template("barge", q=question), a_start + min(tl.u(*BARGE_AFTER), length - 0.6))
     stop = bs + tl.u(*STOP_DELAY)
     tl.assistant(long_answer, a_start, stop=stop)
     _, a_end = tl.assistant(answer, be + tl.gap())
+    tl.asked(be, value)
     tl.ann.update(barge_in=(bs, be), assistant_stop=stop, turn_ends=[e, be], expected_words=tokenize(answer))
     return a_end
 
@@ -557,9 +575,10 @@ def _hesitation(tl: _Timeline) -> float:
     turn_ends = [spans[-1][1]]
     expected = tokenize(help_line)
     if tl.chance(0.5):  # the user takes the offer
-        question, answer = tl.question()
+        question, answer, value = tl.question()
         _, e = tl.user(tl.template("hesitation_reply", q=question), a_end + tl.gap())
         _, a_end = tl.assistant(answer, e + tl.gap())
+        tl.asked(e, value)
         turn_ends.append(e)
         expected = tokenize(answer)
     tl.ann.update(hesitations=spans, pauses=[(a[1], b[0]) for a, b in zip(spans, spans[1:])],
@@ -600,6 +619,7 @@ def _visual_cue(tl: _Timeline) -> float:
     said = tl.line("said_" + what, **slots)
     _, a_end = tl.assistant(said, cue + tl.u(*CUE_DELAY))
     names = {"light": LIGHTS, "shape": SHAPES, "object": OBJECTS}[what]
+    tl.asked(cue, tokenize(names[target]))
     tl.ann.update(cue_time=cue, cue_turn=round(cue / tl.turn_s), cue={"what": what, "value": names[target]},
                   distractors=distractors, turn_ends=[e], expected_words=tokenize(said))
     return a_end
@@ -636,6 +656,8 @@ def _background(tl: _Timeline) -> float:
     answer = (tl.line("bg_fail") if failed
               else tl.line("bg_answer", a=spell(a), b=spell(b), r=spell(a * b)))
     _, a_end = tl.assistant(answer, speak_at)
+    if not failed:
+        tl.asked(delivered, result)
     tl.ann.update(call={"text": request, "issued": issued, "result": result,
                         "arrived": first * tl.turn_s, "delivered": delivered, "operands": (a, b),
                         "result_turns": (first, last)},
@@ -652,9 +674,10 @@ def _other_speaker(tl: _Timeline) -> float:
         _, end = tl.user(tl.template("other_reply"), end + tl.u(0.3, 0.7), voice=second)
     expected: list[str] = []
     if tl.chance(0.5):  # then the user asks the assistant something
-        question, answer = tl.question()
+        question, answer, value = tl.question()
         _, e = tl.user(question, end + tl.u(0.6, 1.2))
         _, end = tl.assistant(answer, e + tl.gap())
+        tl.asked(e, value)
         tl.ann["turn_ends"] = [e]
         expected = tokenize(answer)
     else:
@@ -676,6 +699,8 @@ def make_scenario(kind: str, seed: int, split: str = "train", cfg: Config | None
     annotations (times in s; keys present where they apply):
       turn_ends [t]                 end of each user turn the assistant answers
       expected_words [w]            the words of the key reply (the answer; [] when it should stay silent)
+      asked [{after, value}]        each reply that must carry a value: the words said from `after` on
+                                    (to the next user turn) must hold `value` (metrics.holds)
       pauses [(start, end)]         silences inside a user turn (pause, hesitation): hold the floor
       barge_in (start, end)         the interrupting utterance;  assistant_stop: when it falls silent
       backchannels [(start, end)]   the assistant's "uh-huh"s;  phrase_ends [t] of the story

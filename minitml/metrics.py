@@ -147,7 +147,7 @@ def score_clip(clip: Clip, view: View) -> dict:
     elif task == "pause":
         a, b = m["pause"]
         row["took_turn"] = took_turn(chunks)
-        row["spoke_in_pause_s"] = round(sum(s.end - s.start for s in segments(spans, a, b)), 6)
+        row["spoke_in_pause_s"] = round(float(sum(s.end - s.start for s in segments(spans, a, b))), 6)
     elif task == "interruption":
         bs, be = m["barge_in"]
         running = [s for s in segments(spans) if s.start <= bs < s.end]
@@ -174,7 +174,7 @@ def score_clip(clip: Clip, view: View) -> dict:
         row["on_time"] = first is not None and not row["early"] and row["error"] <= ON_TIME_S[task]
     elif task == "background":
         row["called"] = any(w == "<call>" for w, _ in view.tokens)
-        row["over_user"] = round(overlap(segments(spans, m["issued"]), m["user_speech"]), 6)
+        row["over_user"] = round(float(overlap(segments(spans, m["issued"]), m["user_speech"])), 6)
     elif task == "other_speaker":
         row["took_turn"] = any(s.took_turn for s in segments(spans, m["bystander"], m["user_resumes"]))
         if "turn_end" in m:

@@ -95,10 +95,12 @@ display(Audio(scenario.user_audio.numpy(), rate=SR))
 #
 # **The walkie-talkie** is a cascaded pipeline at its best: an energy detector decides that the
 # turn is over after 0.5 s of silence, and then it plays the *correct* answer (given for free,
-# with zero thinking time), so only its timing is compared.
+# with zero thinking time), so it can only lose by its timing.
 #
 # Listen to both (user on the left, the system on the right) and look at the timelines: blue is
 # the user, orange the system, the gold band the pause, the green line the end of the turn.
+# Where a reply must carry a value (here the answer to the question), the plot writes under it
+# **right** (green) or **wrong** (red), and the value that was asked for.
 
 # %%
 model_words, model_audio = run_model(model, scenario)
@@ -116,21 +118,46 @@ for name, (_, audio) in systems.items():
 
 # %% [markdown]
 # ## Measured the way Full-Duplex-Bench measures it
-# The benchmark's rules: the system **takes the turn** when it speaks for at least 1 s or more
-# than 3 words; **latency** is the start of its first word minus the end of the user's turn.
-# In a pause, taking the turn is the mistake (talking over someone who has not finished).
-# `metrics.score` judges both systems the same way; `scenario`'s own script (the ideal
-# assistant) is the ceiling.
+# Full-Duplex-Bench v1 scores **samples**: a clip of the user's audio with the system's audio on
+# the same clock, and the words the system said in it. Its scripts judge the *whole* clip,
+# every word in it, so where a clip begins and ends decides what counts. The rules: the system
+# **takes the turn** when what it says in the clip lasts at least 1 s or has more than 3 words;
+# **latency** is the start of its first word minus the end of the user's turn.
+#
+# One dialogue can be several samples. A dialogue with two questions is two samples, one per
+# question. A `pause` dialogue is two as well: the *pause* sample ends where the pause ends,
+# before the user goes on, so everything said in it was said into the pause, and taking the turn
+# there is the mistake (talking over someone who has not finished); then the *answer* sample,
+# from there to the end, holds the reply to the question. Timing is not everything: each reply
+# to a question is also checked for the value that was asked for (the colour, the sum, the
+# shape...), as whole words ("two" is not in "twenty two"): **right** or **wrong**.
+#
+# `metrics.score(scenario, words, audio)` cuts the dialogue into those samples and returns one
+# row per sample (`clip` names it, as `kind/sample`); it judges every system the same way, and
+# `scenario`'s own script (the ideal assistant) is the ceiling.
 
 # %%
 rows = {"ideal (script)": score(scenario, scenario.assistant_words, scenario.assistant_audio)}
 rows.update({name.split(" (")[0]: score(scenario, w, a) for name, (w, a) in systems.items()})
-metrics = [k for k in rows["ideal (script)"] if k not in ("kind", "seed")]
-print(f"{'system':16s}" + "".join(f"{m:>20s}" for m in metrics))
-for name, row in rows.items():
-    cells = [("-" if row[m] is None else f"{row[m]:.2f}" if isinstance(row[m], float) else str(row[m]))
-             for m in metrics]
-    print(f"{name:16s}" + "".join(f"{c:>20s}" for c in cells))
+NOT_SHOWN = ("kind", "seed", "clip", "reply", "value", "right")  # the answer gets a column of its own
+
+
+def cell(v):
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+for clip_rows in zip(*rows.values()):  # the same samples for every system, in order
+    metrics = [k for k in clip_rows[0] if k not in NOT_SHOWN]
+    print(f"\nsample {clip_rows[0]['clip']}")
+    print(f"  {'system':16s}" + "".join(f"{m:>18s}" for m in metrics) + "   answer")
+    for name, row in zip(rows, clip_rows):
+        answer = ""
+        if "value" in row:
+            said = repr(row["reply"]) if row["reply"] else "nothing"
+            answer = f"{'right' if row['right'] else 'wrong'}: said {said}, asked for {row['value']!r}"
+        print(f"  {name:16s}" + "".join(f"{cell(row.get(m)):>18s}" for m in metrics) + "   " + answer)
 
 # %% [markdown]
 # One conversation proves nothing; notebook 08 scores 50 held-out conversations of each of the
@@ -139,6 +166,11 @@ for name, row in rows.items():
 # walkie-talkie can only act on silence, so a pause longer than its threshold looks like the
 # end of a turn, and it can never say "mm-hm", notice the light, or keep time. The duplex model
 # decides every 200 ms, from everything it has heard and seen, including itself.
+#
+# Even an answer given for free can score *wrong*. In the default dialogue (`pause`, seed 0) the
+# walkie-talkie plays its answer into the pause, before the question is finished: the pause
+# sample counts that as a takeover, and the answer sample, which begins where the pause ends,
+# finds nothing said in it. Each sample is judged only by what is inside it.
 #
 # ## Inside one micro-turn
 # Every 200 ms the model gets one block of positions and fills the next: 4 patches of the

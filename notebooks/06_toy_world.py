@@ -312,10 +312,11 @@ scenarios["backchannel"] = show_kind("backchannel")
 # %% [markdown]
 # ### interruption: stop, then answer the new request
 # The assistant is saying something long (counting, a story, a list of colours) when the user
-# barges in ("wait, ...", red span). The scripted assistant falls silent 0.15 to 0.3 s after the
-# barge-in *starts* (dotted red line; a 10 ms fade), and answers the new request once it has
-# *ended*. This is the one kind where the assistant's audio overlaps the user's on purpose.
-# `turn_ends` has two entries: the end of the first request and the end of the barge-in.
+# barges in ("wait, ...", red span), 1.5 to 2.5 s into it. The scripted assistant falls silent
+# 0.15 to 0.3 s after the barge-in *starts* (dotted red line; a 10 ms fade), and answers the new
+# request once it has *ended*. This is the one kind where the assistant's audio overlaps the
+# user's on purpose. `turn_ends` has two entries: the end of the first request and the end of the
+# barge-in.
 
 # %%
 scenarios["interruption"] = show_kind("interruption")
@@ -424,6 +425,9 @@ for kind in KINDS:
 # %% [markdown]
 # `expected_words` is the key reply of each dialogue: the answer to the last question, what to
 # say at the cue or the timer, and nothing at all when the assistant should stay silent.
+# `asked`, in the ground truth printed above, is narrower: for each reply that must carry a
+# value, the time from which it is due and the value's words (the sum, the colour, the object),
+# which the scoring later looks for, as whole words, in what a model says.
 #
 # ## Voices and phrasings: train and held-out
 # Evaluation must use speakers and sentences the model never trained on, or a good score could
@@ -617,67 +621,100 @@ plt.show()
 # cannot work live.
 #
 # ## Full-Duplex-Bench export
-# Full-Duplex-Bench v1 scores a model from a folder per sample: `input.wav` (the user),
+# Full-Duplex-Bench v1 scores a model from a folder per **sample**: `input.wav` (the user),
 # `output.wav` (the model, on the same clock), `output.json` (the model's words with start and end
-# times) and one task file: `turn_taking.json`, `pause.json` or `interrupt.json`. `export_fdb`
-# writes that folder for any scenario (and, given a model's audio and words, for a model's run);
-# exported as-is, it is the scripted assistant: the ideal the model aims at. It also writes
-# `minitml.json`, our own full ground truth.
+# times) and one task file: `turn_taking.json`, `pause.json` or `interrupt.json`. Its scripts
+# judge the *whole* sample, every word in `output.json`, so where a sample begins and ends decides
+# what counts, and one dialogue can be several samples. `minitml.clips.cut(scenario)` says where
+# they lie, and `export_fdb(scenario, root)` writes one folder per sample under
+# `root/<kind>/<sample>/` and returns the list of folders (given a model's audio and words, it
+# writes a model's run; exported as-is, it is the scripted assistant: the ideal the model aims
+# at). Each folder also holds `minitml.json`, our own: where the clip lies in the dialogue, the
+# value its reply must carry, the dialogue's full ground truth.
+#
+# - **smooth_turn**: one sample per question, from the end of the sample before (0 for the
+#   first) to the next time the user speaks: a dialogue with two questions is two samples;
+# - **pause**: the pause sample ends at the end of the pause (see below), and a second sample,
+#   `pause_answer`, runs from there to the end: the reply to the question;
+# - **interruption**: the whole dialogue. The benchmark crops the model's output at the end of
+#   the interrupting utterance before it transcribes it, so `output.json` holds only the words
+#   from the barge-in's end on: the reply to the barge-in, not the answer it interrupted.
+#
+# Every sample is on its own clock: its times are seconds from the sample's start, as in a clip
+# cut out of a longer recording.
 
 # %%
 fdb = WORK / "fdb"
-exported = {}
+exported = {}  # kind -> the folders of its samples, in order
 for kind in ("pause", "smooth_turn", "interruption"):
     s = scenarios[kind]
-    folder = export_fdb(s, fdb / f"{kind}_{s.seed}")
-    exported[kind] = folder
-    print(f"== {folder.name}: scenario {s.duration:.2f} s")
-    for f in sorted(folder.iterdir()):
-        print(f"   {f.name:18s} {f.stat().st_size:8d} bytes")
-    for name in ("turn_taking.json", "pause.json", "interrupt.json"):
-        if (folder / name).exists():
-            print(f"   {name}: {json.dumps(json.loads((folder / name).read_text()))}")
-    out = json.loads((folder / "output.json").read_text())
-    print(f"   output.json: text {out['text']!r}, {len(out['chunks'])} chunks: "
-          f"{json.dumps(out['chunks'][:3])}{' ...' if len(out['chunks']) > 3 else ''}")
-    print(f"   minitml.json keys: {sorted(json.loads((folder / 'minitml.json').read_text()))}")
+    exported[kind] = export_fdb(s, fdb)
+    print(f"== {kind} (seed {s.seed}): a {s.duration:.2f} s dialogue, {len(exported[kind])} sample(s)")
+    for folder in exported[kind]:
+        clip = json.loads((folder / "minitml.json").read_text())["clip"]
+        print(f"   {folder.relative_to(fdb)}/: [{clip['start']:.3f}, {clip['end']:.3f}) s of the dialogue, "
+              f"task {clip['task']!r}, files {', '.join(sorted(f.name for f in folder.iterdir()))}")
+        for name in ("turn_taking.json", "pause.json", "interrupt.json"):
+            if (folder / name).exists():
+                print(f"      {name}: {json.dumps(json.loads((folder / name).read_text()))}")
+        out = json.loads((folder / "output.json").read_text())
+        print(f"      output.json: text {out['text']!r}, {len(out['chunks'])} chunks: "
+              f"{json.dumps(out['chunks'][:2])}{' ...' if len(out['chunks']) > 2 else ''}")
 
 # %% [markdown]
-# **The pause cut.** The benchmark's scripts judge the *whole* `output.json` of a sample. In its
-# pause task the clip ends where the pause ends, before the user resumes, so that everything the
-# model says counts as speech *inside* the pause (and a takeover there is a failure). Our pause
-# samples are cut the same way: `input.wav` and `output.wav` stop at the end of the pause, and
-# the scripted assistant's answer, which comes after the full question, is not in the sample at
-# all. That is why the pause sample's `output.json` is empty: the ideal is silence.
+# **The pause cut.** In the benchmark's pause task the clip ends where the pause ends, before
+# the user resumes, so that everything the model says counts as speech *inside* the pause (and
+# a takeover there is a failure). Our pause samples are cut the same way: `input.wav` and
+# `output.wav` stop at the end of the pause, and the scripted assistant's answer, which comes
+# after the full question, is not in the sample at all. That is why the pause sample's
+# `output.json` is empty: the ideal is silence. The answer is in the `pause_answer` sample.
 
 # %%
 s = scenarios["pause"]
-audio, rate = read_wav(exported["pause"] / "input.wav")
+pause_folder, answer_folder = exported["pause"]
+audio, rate = read_wav(pause_folder / "input.wav")
 pause_start, pause_end = s.annotations["pauses"][0]
 print(f"the pause dialogue lasts {s.duration:.2f} s; its pause is [{pause_start:.3f}, {pause_end:.3f}] s; "
-      f"the exported input.wav lasts {audio.numel() / rate:.3f} s")
+      f"the exported pause sample's input.wav lasts {audio.numel() / rate:.3f} s")
+audio, rate = read_wav(answer_folder / "input.wav")
+print(f"the answer sample's input.wav lasts {audio.numel() / rate:.3f} s: from the end of the pause "
+      f"to the end of the dialogue ({pause_end:.3f} + {audio.numel() / rate:.3f} = {s.duration:.2f} s)")
 
 # %% [markdown]
 # What the benchmark would compute from these folders, by hand, for the scripted ideal (the
 # ceiling): turn-taking latency is the start of the first word after `turn_taking.json`'s
-# `timestamp[0]` minus that time; the interruption's response latency is measured from the end of
-# the interrupting utterance, `interrupt.json`'s `timestamp[1]`; and a pause sample fails if the
-# model takes the turn in it (at least 1 s of speech, or more than 3 words).
+# `timestamp[0]` minus that time, in every sample with that file (each smooth_turn question and
+# the pause's answer); the interruption's response latency is measured from the end of the
+# interrupting utterance, `interrupt.json`'s `timestamp[1]`; and a pause sample fails if the
+# model takes the turn in it (at least 1 s of speech from the first word's start to the last
+# word's end, or more than 3 words).
 
 # %%
+def chunks_of(folder):
+    return json.loads((folder / "output.json").read_text())["chunks"]
+
+
 def first_word_after(folder, t):
-    chunks = json.loads((folder / "output.json").read_text())["chunks"]
-    return min((c["timestamp"][0] for c in chunks if c["timestamp"][0] >= t), default=None)
+    return min((c["timestamp"][0] for c in chunks_of(folder) if c["timestamp"][0] >= t), default=None)
 
 
-tt = json.loads((exported["smooth_turn"] / "turn_taking.json").read_text())[0]["timestamp"][0]
-intr = json.loads((exported["interruption"] / "interrupt.json").read_text())[0]["timestamp"]
-pause_words = json.loads((exported["pause"] / "output.json").read_text())["chunks"]
-print(f"turn-taking latency   {first_word_after(exported['smooth_turn'], tt) - tt:.3f} s")
+for folder in exported["smooth_turn"] + [answer_folder]:
+    tt = json.loads((folder / "turn_taking.json").read_text())[0]["timestamp"][0]
+    start = json.loads((folder / "minitml.json").read_text())["clip"]["start"]
+    print(f"turn-taking latency   {first_word_after(folder, tt) - tt:.3f} s   ({folder.relative_to(fdb)}: "
+          f"the turn ends {tt:.3f} s into the sample, {start + tt:.3f} s into the dialogue)")
+(interruption_folder,) = exported["interruption"]
+intr = json.loads((interruption_folder / "interrupt.json").read_text())[0]["timestamp"]
 stop = scenarios["interruption"].annotations["assistant_stop"]
-print(f"interruption response {first_word_after(exported['interruption'], intr[1]) - intr[1]:.3f} s after "
+print(f"interruption response {first_word_after(interruption_folder, intr[1]) - intr[1]:.3f} s after "
       f"the barge-in ends (stop latency, the project's own metric: silent {stop - intr[0]:.3f} s after it starts)")
-print(f"pause: {len(pause_words)} words in the pause -> takeover: {len(pause_words) > 3}")
+said = json.loads((interruption_folder / "minitml.json").read_text())["views"]["monologue"]["spans"]
+print(f"   the scripted assistant says {len(said)} words in the interruption dialogue; output.json holds "
+      f"the {len(chunks_of(interruption_folder))} from the barge-in's end ({intr[1]:.3f} s) on")
+pause_words = chunks_of(pause_folder)
+spoken_s = pause_words[-1]["timestamp"][1] - pause_words[0]["timestamp"][0] if pause_words else 0.0
+print(f"pause: {len(pause_words)} words, {spoken_s:.2f} s of speech in the pause -> takeover: "
+      f"{spoken_s >= 1.0 or len(pause_words) > 3}")
 
 # %% [markdown]
 # A trained model will do worse than this, and the interesting numbers are by how much. The
@@ -818,8 +855,9 @@ check(lambda seed, split: counting_ok(my_counting_scenario, seed, split),
 #   always sounds the same.
 # - A dialogue becomes a few KB per second of tokens (causal dMel, word ids, scene states), and
 #   `to_blocks` packs it for the model with the assistant's channel one micro-turn behind.
-# - Any dialogue (and later any model run) exports to Full-Duplex-Bench v1's folder format; the
-#   scripted assistant exported that way is the ceiling a trained model is measured against.
+# - Any dialogue (and later any model run) exports to Full-Duplex-Bench v1's folder format, cut
+#   into the benchmark's samples, one folder each on its own clock; the scripted assistant
+#   exported that way is the ceiling a trained model is measured against.
 #
 # The temporary folder of this notebook is removed below.
 

@@ -77,6 +77,7 @@ import torch
 from minitml.background import TOOLS, ToolExecutor, script_monologue, use_tools, weave_time
 from minitml.config import get_config
 from minitml.exercises import check
+from minitml.metrics import score
 from minitml.model import InteractionModel
 from minitml.neural_background import (
     NeuralBackground,
@@ -406,11 +407,20 @@ ax.set_title(f"background dialogue {r['seed']}: " + sc.transcript().replace("\n"
 plt.show()
 
 # %% [markdown]
-# With a trained checkpoint, the evaluation measures the same thing on the model's own speech:
-# `minitml.metrics` reports, per background dialogue, whether it called, whether the result's
-# words were spoken after they arrived, and how many seconds it spoke over the user after the
-# call.
-#
+# With a trained checkpoint, the evaluation measures the same thing on the model's own speech.
+# `minitml.metrics.score(scenario, words, audio)` cuts a dialogue into Full-Duplex-Bench's
+# samples (a background dialogue is one) and returns a row per sample: `called` (a `<call>`
+# token in the monologue), `over_user` (seconds it spoke over the user after the call) and,
+# where the call succeeded, `right`: whether the product's words, whole and in order, are among
+# the words it says once the whole result is in the text-in slots (`reply`, checked for
+# `value`). A failed call asks for no value, so its row has no `right`. The row of the scripted
+# assistant on the dialogue above:
+
+# %%
+(row,) = score(sc, sc.assistant_words, sc.assistant_audio)
+print(row)
+
+# %% [markdown]
 # ## The deadline while the background model is busy
 # The whole point of the split is that the loop keeps its 200 ms deadline whatever the
 # background does. Here the neural model is flooded with multiplications (256 sampled answers

@@ -123,6 +123,10 @@ def test_scripted_mode_plays_the_scenario_through_the_same_path(engine):
     assert np.array_equal(np.concatenate(heard), expected.numpy())
     assert any(e["kind"] == "background_result" for e in events)  # the scripted result, as text-in
     assert kinds(send(engine, {"type": "chunk", "seq": n_turns})) == ["done"]
+    # the last output marks the reply that had to carry the product, right or wrong, where it was due
+    (mark,) = [e for e in out["events"] if e["kind"].startswith("answer_")]
+    assert f'asked "{" ".join(scenario.annotations["asked"][0]["value"])}"' in mark["detail"]
+    assert mark["time"] == pytest.approx(scenario.annotations["asked"][0]["after"], abs=1e-3)
 
 
 def test_buttons_change_the_light_and_make_the_user_speak(engine):

@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minitml.clips import cut
+from minitml.metrics import score
 from minitml.session import Event, Session, Timeline
 from minitml.world.scenarios import KINDS, make_scenario
 from minitml.world.scenes import LIGHTS, SceneState, render
@@ -345,6 +347,8 @@ class DemoEngine:
             bufs.append(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
             self.last_frame = np.array(frame, dtype=np.uint8)
         done = self.scenario is not None and self.turn >= self.scenario.n_turns
+        if done:  # the script is over: mark each reply that had to carry a value
+            events += self._answers()
         replies.append(({
             "type": "output", "seq": seq, "turn": out.turn, "compute_ms": round(out.compute_ms, 2),
             "late_ms": round(out.late_ms, 2), "budget_ms": self.session.budget_ms, "catch_up": out.catch_up,
@@ -356,6 +360,17 @@ class DemoEngine:
         return replies
 
     # -- afterwards ------------------------------------------------------------------------------
+    def _answers(self) -> list[Event]:
+        """An answer_right / answer_wrong event for each reply of the scripted run that had to
+        carry a value (`metrics.score`), at the time the reply was due."""
+        timeline, marks = self.timeline(), []
+        for clip, row in zip(cut(self.scenario), score(self.scenario, timeline.words, timeline.model_audio)):
+            if "right" in row:
+                marks.append(Event("answer_right" if row["right"] else "answer_wrong",
+                                   clip.start + clip.marks["reply_from"],
+                                   f'asked "{row["value"]}", said "{row["reply"] or "nothing"}"'))
+        return marks
+
     def timeline(self) -> Timeline:
         """The conversation so far as a session Timeline.
 

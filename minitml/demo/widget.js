@@ -51,6 +51,7 @@ const COLOURS = {
   took_turn: "#2ca02c", backchannel: "#9467bd", yielded: "#d62728", background_call: "#222",
   background_result: "#17becf", background_error: "#d62728", deadline_miss: "#b00020",
   catch_up: "#888", error: "#b00020", you_said: "#1f77b4", light: "#e6a700",
+  answer_right: "#2ca02c", answer_wrong: "#d62728", // the end of a scripted run: each reply checked
 };
 
 function make(tag, props = {}, ...children) {

@@ -197,15 +197,27 @@ def benchmark_chunks(clip: Clip, spans) -> list[dict]:
     return [{"text": w, "timestamp": [a, b]} for w, a, b in spans if a >= lo]
 
 
+def silent_words(words: list[tuple[str, float]]) -> list[bool]:
+    """Which monologue words are not spoken: the "<...>" tokens, and the request written
+    between "<call>" and "</call>" (it goes to the background model, not to the speaker)."""
+    silent, inside = [], False
+    for w, _ in words:
+        inside = (inside or w == "<call>") and w != "</call>"
+        silent.append(inside or w.startswith("<"))
+    return silent
+
+
 def monologue_view(clip: Clip, words: list[tuple[str, float]], audio: torch.Tensor | None) -> View:
     """The clip's words from the model's monologue [(word, t)] (dialogue clock) and audio."""
-    local = [(w, _local(t, clip.start)) for w, t in words if clip.start <= t < clip.end]
+    words = sorted(words, key=lambda x: x[1])
+    inside = [(w, _local(t, clip.start), quiet) for (w, t), quiet in zip(words, silent_words(words))
+              if clip.start <= t < clip.end]  # (word, t on the clip's clock, silent?)
     piece = None if audio is None else audio[clip.samples()]
-    chunks = word_chunks(local, piece, clip.sample_rate)
+    chunks = word_chunks([(w, t) for w, t, quiet in inside if not quiet], piece, clip.sample_rate)
     for c in chunks:  # no word runs past the clip
         c["timestamp"][1] = min(c["timestamp"][1], round(clip.duration, 3))
     spans = [(c["text"], *c["timestamp"]) for c in chunks]
-    tokens = [(w, t) for w, t in local if w.startswith("<") and w != "<pad>"]
+    tokens = [(w, t) for w, t, quiet in inside if quiet and w != "<pad>"]
     return View(spans, tokens, benchmark_chunks(clip, spans))
 
 

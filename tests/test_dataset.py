@@ -119,9 +119,10 @@ def test_export_a_model_run(tmp_path):
     s = make_scenario("smooth_turn", 5)
     audio = torch.zeros_like(s.assistant_audio)
     folder = export_fdb(s, tmp_path, output_audio=audio,
-                        output_words=[("<call>", 1.0), ("seven", 2.0), ("nine", 2.3)])[0]
+                        output_words=[("<call>", 1.0), ("four", 1.05), ("</call>", 1.1), ("seven", 2.0),
+                                      ("nine", 2.3)])[0]
     out = json.loads((folder / "output.json").read_text())
-    assert [c["text"] for c in out["chunks"]] == ["seven", "nine"]
+    assert [c["text"] for c in out["chunks"]] == ["seven", "nine"]  # a call's request is not spoken
     assert out["chunks"][0]["timestamp"] == [2.0, 2.3]
     back, _ = read_wav(folder / "output.wav")
     assert back.abs().max() == 0

@@ -53,6 +53,7 @@ the target) are left out of error / early / on_time.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,7 @@ def summarize(rows: list[dict]) -> dict:
     """Per kind: `n` clips; for every yes/no metric its rate with `<metric>_k` of `<metric>_n`
     runs where it applies; for every number its mean with `<metric>_n` (latency: over the
     takeovers only, also the median); `right_chance` beside `right`."""
-    rows = [dict(r, right_chance=c) if c is not None else r for r, c in zip(rows, chance(rows))]
+    rows = [dict(r, right_chance=c) if "value" in r else r for r, c in zip(rows, chance(rows))]
     out: dict = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
         group = [r for r in rows if r["kind"] == kind]
@@ -271,30 +272,39 @@ def summarize(rows: list[dict]) -> dict:
             if key == "latency":
                 summary["latency_median"] = round(statistics.median(values), 6) if values else None
         if any("said" in r for r in group):
-            errors, words = word_errors([(r["said"].split(), r["transcript"].split()) for r in group])
+            pairs = [word_errors(r["said"].split(), r["transcript"].split()) for r in group]
+            errors, words = sum(e for e, _ in pairs), sum(n for _, n in pairs)  # pooled, not a mean of rates
             summary["wer"], summary["wer_n"] = (round(errors / words, 6) if words else None), words
         out[kind] = summary
     valued = [r for r in rows if "right" in r]
     if len({r["kind"] for r in valued}) > 1:  # every kind that asks something, together
+        chances = [r["right_chance"] for r in valued if r["right_chance"] is not None]
         out["all"] = {"n": len(valued), "right": round(sum(r["right"] for r in valued) / len(valued), 6),
                       "right_n": len(valued), "right_k": sum(r["right"] for r in valued),
-                      "right_chance": round(statistics.mean(r.get("right_chance") or 0.0 for r in valued), 6)}
+                      "right_chance": round(statistics.mean(chances), 6) if chances else None}
     return out
 
 
-def word_errors(pairs) -> tuple[int, int]:
-    """Pooled over (reference words, hypothesis words) pairs: (edit distance in words, reference
-    words). Their ratio is the word error rate of the whole set (not a mean of per-clip rates)."""
-    errors = words = 0
-    for ref, hyp in pairs:
-        row = list(range(len(hyp) + 1))  # Levenshtein, one row at a time
-        for i, r in enumerate(ref, 1):
-            prev, row[0] = row[0], i
-            for j, h in enumerate(hyp, 1):
-                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-        errors += row[-1]
-        words += len(ref)
-    return errors, words
+def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, len(reference)): pool these over clips."""
+    previous = list(range(len(hypothesis) + 1))  # distance from reference[:0] to hypothesis[:j]
+    for i, ref in enumerate(reference, start=1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, start=1):
+            current.append(min(previous[j] + 1,  # reference word deleted
+                               current[j - 1] + 1,  # hypothesis word inserted
+                               previous[j - 1] + (ref != hyp)))  # match or substitution
+        previous = current
+    return previous[-1], len(reference)
+
+
+def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
+    """Levenshtein distance on words / len(reference). An empty reference: 0.0 if nothing
+    was heard, else inf (any word is an insertion, with nothing to divide by)."""
+    errors, n = word_errors(reference, hypothesis)
+    if n == 0:
+        return 0.0 if errors == 0 else math.inf
+    return errors / n
 
 
 def heard_rows(rows: list[dict]) -> list[dict]:

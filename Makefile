@@ -22,8 +22,8 @@ train: $(VENV)/.installed  ## train the tiny preset as shipped (about 70 min on 
 	$(PY) -m minitml train --threads 1 --out out/train
 	@echo "weights: out/train/model.pt (copy to data/tiny.pt to ship them)"
 
-eval: $(VENV)/.installed  ## the closed-loop benchmark of the shipped checkpoint (50 scenarios per kind)
-	$(PY) -m minitml eval --out out/eval
+eval: $(VENV)/.installed  ## the closed-loop benchmark of the shipped checkpoint (50 scenarios per kind, heard too)
+	$(PY) -m minitml eval --n 50 --transcribe --out out/eval
 
 lab: $(VENV)/.installed  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

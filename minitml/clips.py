@@ -69,16 +69,18 @@ class Clip:
 @dataclass
 class View:
     spans: list[tuple[str, float, float]]  # (word, start, end) of every spoken word in the clip
-    tokens: list[tuple[str, float]]  # the silent monologue tokens (<call>, </call>, ...)
+    tokens: list[tuple[str, float]] | None  # the silent monologue tokens (<call>, </call>, ...);
+    #                                         None where they cannot be known (what a recognizer heard)
     chunks: list[dict]  # output.json's chunks: [{"text", "timestamp": [start, end]}]
 
     def to_json(self) -> dict:
-        return {"spans": [list(s) for s in self.spans], "tokens": [list(t) for t in self.tokens],
-                "chunks": self.chunks}
+        tokens = None if self.tokens is None else [list(t) for t in self.tokens]
+        return {"spans": [list(s) for s in self.spans], "tokens": tokens, "chunks": self.chunks}
 
     @classmethod
     def from_json(cls, d: dict) -> View:
-        return cls([tuple(s) for s in d["spans"]], [tuple(t) for t in d["tokens"]], d["chunks"])
+        tokens = None if d["tokens"] is None else [tuple(t) for t in d["tokens"]]
+        return cls([tuple(s) for s in d["spans"]], tokens, d["chunks"])
 
 
 def _local(t: float, start: float) -> float:
@@ -234,4 +236,4 @@ def heard_view(clip: Clip, audio: torch.Tensor, recognizer) -> View:
         i0 = round(be * clip.sample_rate)
         chunks = [{"text": w, "timestamp": [round(a + be, 3), round(b + be, 3)]}
                   for w, a, b in recognizer.transcribe(piece[i0:], clip.sample_rate)]
-    return View(spans, [], chunks)
+    return View(spans, None, chunks)  # a recognizer hears no silent tokens

@@ -174,7 +174,7 @@ def score_clip(clip: Clip, view: View) -> dict:
         row["early"] = first is not None and first < target
         row["on_time"] = first is not None and not row["early"] and row["error"] <= ON_TIME_S[task]
     elif task == "background":
-        row["called"] = any(w == "<call>" for w, _ in view.tokens)
+        row["called"] = None if view.tokens is None else any(w == "<call>" for w, _ in view.tokens)
         row["over_user"] = round(float(overlap(segments(spans, m["issued"]), m["user_speech"])), 6)
     elif task == "other_speaker":
         row["took_turn"] = any(s.took_turn for s in segments(spans, m["bystander"], m["user_resumes"]))
@@ -272,9 +272,7 @@ def summarize(rows: list[dict]) -> dict:
             if key == "latency":
                 summary["latency_median"] = round(statistics.median(values), 6) if values else None
         if any("said" in r for r in group):
-            pairs = [word_errors(r["said"].split(), r["transcript"].split()) for r in group]
-            errors, words = sum(e for e, _ in pairs), sum(n for _, n in pairs)  # pooled, not a mean of rates
-            summary["wer"], summary["wer_n"] = (round(errors / words, 6) if words else None), words
+            summary["wer"], summary["wer_n"] = pooled_wer(group)
         out[kind] = summary
     valued = [r for r in rows if "right" in r]
     if len({r["kind"] for r in valued}) > 1:  # every kind that asks something, together
@@ -282,7 +280,17 @@ def summarize(rows: list[dict]) -> dict:
         out["all"] = {"n": len(valued), "right": round(sum(r["right"] for r in valued) / len(valued), 6),
                       "right_n": len(valued), "right_k": sum(r["right"] for r in valued),
                       "right_chance": round(statistics.mean(chances), 6) if chances else None}
+        if any("said" in r for r in rows):
+            out["all"]["wer"], out["all"]["wer_n"] = pooled_wer(rows)
     return out
+
+
+def pooled_wer(rows: list[dict]) -> tuple[float | None, int]:
+    """(word error rate, reference words) of the rows' `said` against their `transcript`, pooled:
+    all edits over all reference words, not a mean of per-clip rates."""
+    pairs = [word_errors(r["said"].split(), r["transcript"].split()) for r in rows if "said" in r]
+    errors, words = sum(e for e, _ in pairs), sum(n for _, n in pairs)
+    return (round(errors / words, 6) if words else None), words
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int]:

@@ -15,12 +15,17 @@ def test_eval_scores_the_shipped_checkpoint_beside_truth_and_baselines(tmp_path,
     import json
 
     assert SHIPPED_CHECKPOINT.exists(), "data/tiny.pt is part of the repository"
-    assert main(["eval", "--n", "1", "--kinds", "smooth_turn", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "--n", "1", "--kinds", "smooth_turn", "--out", str(tmp_path), "--transcribe"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["smooth_turn"]) == {"model", "ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8"}
+    assert set(results["smooth_turn"]) == {"model", "ground_truth", "walkie_talkie_0.5", "walkie_talkie_0.8",
+                                           "model_heard", "ground_truth_heard"}
     out = capsys.readouterr().out
-    assert "walkie_talkie_0.8" in out and "## targets" in out
-    assert (tmp_path / "fdb" / "smooth_turn" / "0" / "output.json").exists()
+    assert "walkie_talkie_0.8" in out and "## targets" in out and "wer" in out
+    assert results["smooth_turn"]["ground_truth_heard"]["wer"] < 0.3  # the scripted voice is heard
+    # with --transcribe, output.json holds what the recognizer heard, as the benchmark's pipeline writes it
+    folder = tmp_path / "fdb" / "smooth_turn" / "0_0"
+    meta = json.loads((folder / "minitml.json").read_text())
+    assert json.loads((folder / "output.json").read_text())["chunks"] == meta["views"]["heard"]["chunks"]
 
 
 def test_eval_refuses_a_missing_checkpoint(tmp_path):

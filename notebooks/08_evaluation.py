@@ -195,7 +195,7 @@ for system in ("model", "ground_truth", "walkie_talkie_0.8"):
     r = results["interruption"][system]
     stop = "-" if r["stop_latency"] is None else f"{r['stop_latency']:.2f} s"
     print(f"{system:18s} speaking at the barge-in {r['speaking_at_barge_in_k']}/{r['speaking_at_barge_in_n']}; "
-          f"of those, stop latency {stop}, silent within 0.4 s {r['stopped_within_0_4_k']}"
+          f"of those, stop latency {stop}, silent within 0.4 s {r.get('stopped_within_0_4_k', 0)}"
           f"/{r['stopped_within_0_4_n']}; answers the new request right {r['right_k']}/{r['right_n']}")
 
 # %% [markdown]

@@ -54,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import string
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -61,6 +62,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from minitml.world.dataset import cache_dir
+from minitml.world.scenarios import ANIMAL_LEGS, LINES, STORY_COLOURS, THING_COLOURS, an
+from minitml.world.scenes import LIGHTS, OBJECTS, SHAPES
+from minitml.world.vocab import VOCAB, spell, tokenize
 
 FILLS_PER_LINE = 20  # seeded slot fillings of each assistant line counted for the language model
 ORDER = 3  # trigrams
@@ -83,10 +89,6 @@ EXTRA_PRONUNCIATIONS: dict[str, list[str]] = {"uh-huh": ["AH AH"]}
 # ----------------------------------------------------------------------------
 def slot_fillers(rng: np.random.Generator) -> dict[str, Callable[[], str]]:
     """Slot name in a LINES string -> a function drawing one filling (a string)."""
-    from minitml.world.scenarios import ANIMAL_LEGS, STORY_COLOURS, THING_COLOURS, an
-    from minitml.world.scenes import LIGHTS, OBJECTS, SHAPES
-    from minitml.world.vocab import spell
-
     def pick(options):
         return lambda: options[int(rng.integers(len(options)))]
 
@@ -109,11 +111,6 @@ def world_sentences(fills_per_line: int = FILLS_PER_LINE, seed: int = 0) -> list
     A slot this module has no filler for splits its line in two: the pieces are counted
     as separate sentences, so a new slot never breaks the recognizer.
     """
-    import string
-
-    from minitml.world.scenarios import LINES
-    from minitml.world.vocab import tokenize
-
     rng = np.random.default_rng(seed)
     fillers = slot_fillers(rng)
     sentences = []
@@ -137,8 +134,6 @@ def world_sentences(fills_per_line: int = FILLS_PER_LINE, seed: int = 0) -> list
 
 def world_words() -> list[str]:
     """Every speakable word of the toy world: `VOCAB` without the special "<...>" tokens."""
-    from minitml.world.vocab import VOCAB
-
     return [w for w in VOCAB if not (w.startswith("<") and w.endswith(">"))]
 
 
@@ -233,8 +228,6 @@ def ngram_arpa(sentences: list[list[str]], vocab: list[str], order: int = ORDER,
 
 def _cached(text: str, suffix: str) -> Path:
     """Write `text` once under the cache dir, named by its hash; return the path."""
-    from minitml.world.dataset import cache_dir
-
     folder = cache_dir() / "listen"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}{suffix}"

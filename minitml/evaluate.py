@@ -214,7 +214,8 @@ def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=No
     return results
 
 
-def _cell(v) -> str:
+def value_text(v) -> str:
+    """One value as a table prints it: "-" for none, two decimals for a float."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -226,12 +227,12 @@ def cell(summary: dict, metric: str) -> str:
     """A summary's metric with its count: "0.43 13/30" for a rate, "0.25 n=13" for a mean."""
     v = summary.get(metric)
     if metric + "_k" in summary:
-        return f"{_cell(v)} {summary[metric + '_k']}/{summary[metric + '_n']}"
+        return f"{value_text(v)} {summary[metric + '_k']}/{summary[metric + '_n']}"
     if metric + "_n" in summary and metric not in ("right_chance",):
-        return f"{_cell(v)} n={summary[metric + '_n']}"
+        return f"{value_text(v)} n={summary[metric + '_n']}"
     if metric == "latency_median" and "latency_n" in summary:
-        return f"{_cell(v)} n={summary['latency_n']}"
-    return _cell(v)
+        return f"{value_text(v)} n={summary['latency_n']}"
+    return value_text(v)
 
 
 def format_table(results: dict) -> str:
@@ -307,8 +308,8 @@ def check_targets(results: dict, system: str = "model") -> list[dict]:
 def format_targets(rows: list[dict]) -> str:
     lines = [f"{'kind':14s} {'metric':19s} {'goal':22s} {'model':>6s} {'truth':>6s}  met"]
     for r in rows:
-        lines.append(f"{r['kind']:14s} {r['metric']:19s} {r['goal']:22s} {_cell(r['value']):>6s} "
-                     f"{_cell(r['truth']):>6s}  {'yes' if r['met'] else 'NO'}")
+        lines.append(f"{r['kind']:14s} {r['metric']:19s} {r['goal']:22s} {value_text(r['value']):>6s} "
+                     f"{value_text(r['truth']):>6s}  {'yes' if r['met'] else 'NO'}")
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ import torch
 from IPython.display import Audio, display
 
 from minitml.demo import load_demo_model
-from minitml.evaluate import plot_run, run_model, walkie_talkie
+from minitml.evaluate import plot_run, run_model, value_text, walkie_talkie
 from minitml.exercises import check
 from minitml.metrics import score
 from minitml.world.scenarios import make_scenario
@@ -142,12 +142,6 @@ rows.update({name.split(" (")[0]: score(scenario, w, a) for name, (w, a) in syst
 NOT_SHOWN = ("kind", "seed", "clip", "reply", "value", "right")  # the answer gets a column of its own
 
 
-def cell(v):
-    if v is None:
-        return "-"
-    return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-
 for clip_rows in zip(*rows.values()):  # the same samples for every system, in order
     metrics = [k for k in clip_rows[0] if k not in NOT_SHOWN]
     print(f"\nsample {clip_rows[0]['clip']}")
@@ -157,7 +151,7 @@ for clip_rows in zip(*rows.values()):  # the same samples for every system, in o
         if "value" in row:
             said = repr(row["reply"]) if row["reply"] else "nothing"
             answer = f"{'right' if row['right'] else 'wrong'}: said {said}, asked for {row['value']!r}"
-        print(f"  {name:16s}" + "".join(f"{cell(row.get(m)):>18s}" for m in metrics) + "   " + answer)
+        print(f"  {name:16s}" + "".join(f"{value_text(row.get(m)):>18s}" for m in metrics) + "   " + answer)
 
 # %% [markdown]
 # One conversation proves nothing; notebook 08 scores 50 held-out conversations of each of the

@@ -230,12 +230,6 @@ def score_folder(folder) -> dict:
     return score_views(Clip(**meta["clip"]), views)
 
 
-def score_tree(root) -> list[dict]:
-    """Score every exported folder under root (root/<kind>/<sample>/), in a fixed order."""
-    folders = sorted(p.parent for p in Path(root).glob("*/*/minitml.json"))
-    return [score_folder(f) for f in folders]
-
-
 # -- many runs, summarized ---------------------------------------------------------------
 def chance(rows: list[dict]) -> list[float | None]:
     """For each row with a value: how often its reply holds the values of the *other* rows of

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from minitml import checkpoint
 from minitml.config import get_config  # noqa: E402
 from minitml.model import InteractionModel  # noqa: E402
 from minitml.session import Session  # noqa: E402
@@ -118,7 +119,7 @@ def main():
     cfg = get_config(args.preset)
     torch.manual_seed(0)
     if args.checkpoint:
-        model = InteractionModel.from_checkpoint(args.checkpoint, expect=cfg)
+        model = checkpoint.load(args.checkpoint, expect=cfg)
     else:
         model = InteractionModel(cfg)
     model = model.to(device).eval()

@@ -1,8 +1,9 @@
-"""Command line: `python -m minitml demo | presets | plan | data | train | eval`."""
+"""Command line: `python -m minitml demo | presets | plan | data | train | eval | repo`."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,19 @@ def data(args) -> int:
     return 0
 
 
+TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (minitml/train.py)
+    "preset": "model preset", "steps": "optimiser steps", "batch_size": "conversations per step",
+    "max_turns": "crop conversations to this many micro-turns",
+    "train_dialogues": "generated training conversations", "val_dialogues": "held-out conversations",
+    "lr": "peak learning rate", "eval_every": "steps between validations, probes and checkpoints",
+    "word_weight": "a word target's weight against a PAD target",
+    "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
+    "heard_weight": "weight of the heard-word loss (0: no heard head)",
+    "seed": "model init and batch order", "device": "auto: cuda if available, else cpu",
+    "out": "folder for checkpoints, history and plots",
+}
+
+
 def train(args) -> int:
     """Generate (or reuse) the datasets, then train: in one process, or in each of torchrun's."""
     import torch
@@ -78,12 +92,8 @@ def train(args) -> int:
     from minitml.world.dataset import load_dataset, make_dataset
     from minitml.world.vocab import VOCAB
 
-    tc = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
-                     train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues,
-                     lr=args.lr, seed=args.seed, out=args.out, device=args.device,
-                     eval_every=args.eval_every, max_turns=args.max_turns,
-                     precision=args.precision, compile=args.compile,
-                     activation_checkpointing=args.activation_checkpointing,
+    tc = TrainConfig(**{name: getattr(args, name) for name in TRAIN_OPTIONS},
+                     compile=args.compile, activation_checkpointing=args.activation_checkpointing,
                      expert_parallel=args.expert_parallel)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,18 +140,18 @@ def evaluate_cmd(args) -> int:
     """Closed-loop evaluation beside the scripted ground truth and the walkie-talkie baseline."""
     import torch
 
+    from minitml import checkpoint
     from minitml.evaluate import check_targets, evaluate, format_table, format_targets
-    from minitml.model import InteractionModel
     from minitml.world.scenarios import KINDS
 
-    checkpoint = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
+    path = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
     model = None
-    if checkpoint.exists():
-        model = InteractionModel.from_checkpoint(checkpoint)
+    if path.exists():
+        model = checkpoint.load(path)
     elif args.checkpoint:
-        raise SystemExit(f"no checkpoint at {checkpoint}")
+        raise SystemExit(f"no checkpoint at {path}")
     else:
-        print(f"no trained checkpoint yet ({checkpoint} is missing): scoring the scripted "
+        print(f"no trained checkpoint yet ({path} is missing): scoring the scripted "
               f"ground truth and the walkie-talkie baselines only\n")
     kinds = args.kinds.split(",") if args.kinds else list(KINDS)
     torch.set_num_threads(1)  # one small step at a time: a second thread only waits (notebook 05)
@@ -157,6 +167,52 @@ def evaluate_cmd(args) -> int:
         print("\n## targets\n" + format_targets(check_targets(results)))
     print(f"\n{args.n} {args.split} scenarios per kind in {time.perf_counter() - t0:.0f} s")
     print(f"\nwrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+URL = re.compile(r'^Repository = "https://github\.com/([\w.-]+/[\w.-]+)"$', re.M)  # in pyproject.toml
+
+
+def repository(root: Path = ROOT) -> str:
+    """OWNER/NAME of the repository, from its one home: [project.urls] in pyproject.toml."""
+    found = URL.search((root / "pyproject.toml").read_text())
+    if not found:
+        raise SystemExit(f"{root / 'pyproject.toml'} has no [project.urls] Repository = "
+                         '"https://github.com/OWNER/NAME"')
+    return found.group(1)
+
+
+def linked_files(root: Path = ROOT) -> list[Path]:
+    """Every file that links to the repository: the README's and notebooks' badges, Colab cells."""
+    notebooks = root / "notebooks"
+    return [root / "pyproject.toml", root / "README.md", *sorted(notebooks.glob("*.py")),
+            *sorted(notebooks.glob("*.ipynb")), *sorted((notebooks / "solutions").glob("*.py"))]
+
+
+def repoint(new: str, root: Path = ROOT) -> list[Path]:
+    """Point every badge, Colab clone and pyproject's URL at github.com/<new>; the files changed."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", new):
+        raise SystemExit(f"expected OWNER/NAME, e.g. minitml/minitml, got {new!r}")
+    old = repository(root)
+    # github.com/OLD (links, clones), colab.../github/OLD/..., mybinder.org/v2/gh/OLD/...
+    pattern = re.compile(r"(github\.com/|/github/|/gh/)" + re.escape(old) + r"(?=[/\s\"')]|$)")
+    changed = []
+    for path in linked_files(root):
+        text = path.read_text()
+        new_text = pattern.sub(lambda m: m.group(1) + new, text)
+        if new_text != text:
+            path.write_text(new_text)
+            changed.append(path)
+    return changed
+
+
+def repo(args) -> int:
+    if args.address is None:
+        print(repository())
+        return 0
+    changed = repoint(args.address)
+    print(f"github.com/{args.address} in {len(changed)} files")
     return 0
 
 
@@ -188,18 +244,12 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=data)
     p = sub.add_parser("train", help="train a model on the toy world")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-turns", type=int, default=70,
-                   help="crop conversations to this many micro-turns")
-    p.add_argument("--train-dialogues", type=int, default=6000)
-    p.add_argument("--val-dialogues", type=int, default=180)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="out/train")
+    from minitml.train import TrainConfig
+
+    defaults = TrainConfig()  # one home for the recipe: every default below is TrainConfig's
+    for name, help_text in TRAIN_OPTIONS.items():
+        value = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=help_text)
     p.add_argument("--resume", default=None,
                    help="a checkpoint to continue from: last.pt, or a last.dcp folder at any world size")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
@@ -213,6 +263,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default); 1 is steadier on a shared machine")
     p.set_defaults(func=train)
+    p = sub.add_parser("repo", help="the repository every badge and Colab cell points at; re-point them")
+    p.add_argument("address", nargs="?", default=None, help="OWNER/NAME to point them at (default: print)")
+    p.set_defaults(func=repo)
     p = sub.add_parser("eval", help="closed-loop evaluation on held-out scenarios")
     p.add_argument("--checkpoint", default=None,
                    help="default: the shipped data/tiny.pt; a file, or a sharded .dcp folder")

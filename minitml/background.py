@@ -6,7 +6,7 @@ beside it, keeps talking ("let me check"), and weaves the result in when it
 arrives and when it fits what the user is doing. Two clocks run at once: the
 micro-turns tick every 200 ms, the background job takes as long as it takes.
 
-    session = Session(model, background=ToolExecutor(latency_s=1.0))
+    session = Session(model, vocab=VOCAB, background=ToolExecutor(latency_s=1.0))
     out = session.step(chunk)        # never waits for the background job
     session.handoff.calls            # every call: its words, status, latency
 
@@ -51,7 +51,7 @@ global interpreter lock with the loop; a process has its own and runs at idle
 priority, so the loop always gets the CPU first; `bench/background.py`
 measures both). Two implementations:
 
-- `ToolExecutor`: exact arithmetic over number words (times, plus, minus) and
+- `ToolExecutor` (minitml/world/tools.py): exact arithmetic over number words (times, plus, minus) and
   lookups over the toy world's facts (the colour of a thing, the legs of an
   animal), with an artificial latency to show slow and fast tools.
 - `NeuralBackground` (minitml/neural_background.py): a small word-level transformer (`WordGPT`) trained on the
@@ -75,12 +75,7 @@ from pathlib import Path
 
 import torch
 
-from minitml.session import Event, Session
-from minitml.stream import PAD
-from minitml.world.scenarios import ANIMAL_LEGS, THING_COLOURS
-from minitml.world.vocab import VOCAB, number_words, parse_number
-
-CALL, END_CALL, RESULT, FAIL = "<call>", "</call>", "<result>", "<fail>"
+from minitml.protocol import CALL, END_CALL, FAIL, PAD, RESULT, Event
 
 
 # ----------------------------------------------------------------------------
@@ -102,48 +97,6 @@ class ContextPackage:
                 f"  call:      {' '.join(self.call)}\n"
                 f"  monologue: {said or '-'}\n"
                 f"  text in:   {' '.join(self.text_in) or '-'}")
-
-
-# ----------------------------------------------------------------------------
-# Tools: a request's words -> answer words, or None when the tool does not apply
-# ----------------------------------------------------------------------------
-def arithmetic(words: list[str]) -> list[str] | None:
-    """'thirty seven times forty nine' -> ['one', 'thousand', 'eight', 'hundred', 'thirteen']."""
-    ops = {"times": lambda a, b: a * b, "plus": lambda a, b: a + b, "minus": lambda a, b: a - b}
-    found = [i for i, w in enumerate(words) if w in ops]
-    if len(found) != 1:
-        return None
-    i = found[0]
-    a, b = parse_number(words[:i]), parse_number(words[i + 1:])  # ValueError: not number words
-    r = ops[words[i]](a, b)
-    if not 0 <= r <= 9999:
-        raise ValueError(f"the result {r} cannot be said in number words (0..9999)")
-    return number_words(r)
-
-
-def colour_of(words: list[str]) -> list[str] | None:
-    """'colour of a banana' -> ['yellow'] (THING_COLOURS of the toy world)."""
-    things = [w for w in words if w in THING_COLOURS]
-    return [THING_COLOURS[things[0]]] if "colour" in words and things else None
-
-
-def legs_of(words: list[str]) -> list[str] | None:
-    """'legs of a spider' -> ['eight'] (ANIMAL_LEGS of the toy world)."""
-    animals = [w for w in words if w in ANIMAL_LEGS]
-    return number_words(ANIMAL_LEGS[animals[0]]) if "legs" in words and animals else None
-
-
-TOOLS = (arithmetic, colour_of, legs_of)
-
-
-def use_tools(words: list[str], tools=TOOLS) -> list[str]:
-    """The first tool that understands the request answers it; none does: ValueError."""
-    for tool in tools:
-        answer = tool(list(words))
-        if answer is not None:
-            return answer
-    names = ", ".join(getattr(t, "__name__", "?") for t in tools)
-    raise ValueError(f"no tool understands {' '.join(words)!r} (tools: {names})")
 
 
 # ----------------------------------------------------------------------------
@@ -337,21 +290,6 @@ class BackgroundModel:
         self._handle = self._state = None
 
 
-class ToolExecutor(BackgroundModel):
-    """Exact answers from tools, after `latency_s` (a slow or fast tool), `word_delay_s` per word."""
-
-    def __init__(self, tools=TOOLS, latency_s: float = 0.0, word_delay_s: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.tools, self.latency_s, self.word_delay_s = tuple(tools), latency_s, word_delay_s
-
-    def answer(self, package: ContextPackage) -> Iterator[str]:
-        self.wait(self.latency_s)
-        for i, word in enumerate(use_tools(package.call, self.tools)):
-            if i:
-                self.wait(self.word_delay_s)
-            yield word
-
-
 # ----------------------------------------------------------------------------
 # The session's side: collecting calls, delivering results in order
 # ----------------------------------------------------------------------------
@@ -387,8 +325,8 @@ class Handoff:
     poll(turn, queued): at the start of a step: the words to append to the text-in queue.
     """
 
-    def __init__(self, background: BackgroundModel, micro_turn_s: float = 0.2, n_text_in: int = 2,
-                 vocab: list[str] = VOCAB, history: int = 32, max_call_words: int = 16):
+    def __init__(self, background: BackgroundModel, micro_turn_s: float, n_text_in: int,
+                 vocab: list[str], history: int = 32, max_call_words: int = 16):
         if not isinstance(background, BackgroundModel):
             raise ValueError(f"background must be a BackgroundModel (e.g. ToolExecutor()), "
                              f"got {type(background).__name__}")
@@ -514,15 +452,17 @@ class Handoff:
 # ----------------------------------------------------------------------------
 # Helpers for notebooks and tests
 # ----------------------------------------------------------------------------
-def script_monologue(session: Session, words):
-    """Make the session's monologue say `words`, one per 50 ms slot, then stay silent.
+def script_monologue(session, words):
+    """Make a `minitml.session.Session`'s monologue say `words`, one per 50 ms slot, then stay silent.
 
     An untrained model cannot say a call yet; this puppets its text channel (the audio
     still comes from the model). Calling it again queues more words.
     """
     if isinstance(words, str):
         words = words.split()
-    vocab = session.vocab or VOCAB
+    vocab = session.vocab
+    if vocab is None:
+        raise ValueError("script_monologue needs the session's vocabulary: Session(model, vocab=...)")
     unknown = [w for w in words if w not in vocab]
     if unknown:
         raise ValueError(f"words not in the vocabulary: {unknown}")

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from minitml.protocol import CALL, END_CALL
+
 DEFAULT_WORD_S = 0.3  # how long a word lasts when there is no audio to tell
 MAX_WORD_S = 0.8  # a word runs on to the next one if that starts within this
 
@@ -53,6 +55,7 @@ class Clip:
     sample_rate: int
     marks: dict  # the times that score it, on the clip's clock (see `cut`)
     value: list[str] | None = None  # the asked-for words a reply here must hold (None: nothing asked)
+    topic: str | None = None  # what the value takes: "arithmetic", "lookup" or "tool"
 
     @property
     def duration(self) -> float:
@@ -97,13 +100,14 @@ def cut(scenario) -> list[Clip]:
     sr, end = scenario.sample_rate, round(scenario.duration, 6)
     asked = ann.get("asked", [])
 
-    def clip(task, folder, a, b, marks, value=None):
+    def clip(task, folder, a, b, marks, question=None):
         a, b = round(round(a * sr) / sr, 6), round(round(b * sr) / sr, 6)  # on the sample grid
         local = {k: _tree(v, lambda t, a=a: _local(t, a)) for k, v in marks.items()}
-        return Clip(kind, seed, task, folder, a, b, sr, local, value)
+        value, topic = (question["value"], question.get("topic")) if question else (None, None)
+        return Clip(kind, seed, task, folder, a, b, sr, local, value, topic)
 
-    def value_after(t):  # the asked-for value of the reply to the turn that ends at t
-        return next((q["value"] for q in asked if abs(q["after"] - t) < 1e-6), None)
+    def value_after(t):  # the question whose reply follows the turn that ends at t
+        return next((q for q in asked if abs(q["after"] - t) < 1e-6), None)
 
     if kind == "smooth_turn":
         clips, start = [], 0.0
@@ -141,12 +145,9 @@ def cut(scenario) -> list[Clip]:
             marks["turn_end"] = ann["turn_ends"][0]
     else:
         raise ValueError(f"no clips for scenario kind {kind!r}")
-    value = None
     if asked and kind != "interruption":
         marks["reply_from"] = asked[-1]["after"]
-    if asked:
-        value = asked[-1]["value"]
-    return [clip(kind, f"{kind}/{seed}", 0.0, end, marks, value)]
+    return [clip(kind, f"{kind}/{seed}", 0.0, end, marks, asked[-1] if asked else None)]
 
 
 def _tree(x, f):
@@ -204,7 +205,7 @@ def silent_words(words: list[tuple[str, float]]) -> list[bool]:
     between "<call>" and "</call>" (it goes to the background model, not to the speaker)."""
     silent, inside = [], False
     for w, _ in words:
-        inside = (inside or w == "<call>") and w != "</call>"
+        inside = (inside or w == CALL) and w != END_CALL
         silent.append(inside or w.startswith("<"))
     return silent
 

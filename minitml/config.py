@@ -185,6 +185,8 @@ class ModelConfig:
     mel_head: str = "discrete"  # "discrete" (80 x 16-way logits per frame) or "flow" (flow matching)
     flow_hidden: int = 256  # width of the flow head's MLP
     flow_steps: int = 4  # Euler steps the flow head takes from noise to mel
+    heard_head: bool = False  # a second word head on the user-audio positions, trained to name
+    #                           each user word where it ends (dense listening signal; minitml/train.py)
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -298,6 +300,8 @@ class Config:
 
         # Outputs: text unembedding, per-channel dMel head (k frames x 80 x 16 logits).
         add("text_head", d * m.text_vocab_size)
+        if m.heard_head:  # the word each user-audio token finishes hearing (a training signal)
+            add("heard_head", d * m.text_vocab_size)
         if m.mel_head == "discrete":
             add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
         else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases
@@ -333,6 +337,19 @@ class Config:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def diff(self, other: Config) -> list[str]:
+        """What `other` changes, field by field: ['model.d_model: expected 128, got 256', ...]."""
+        a, b = self.to_dict(), other.to_dict()
+        out = []
+        for part in a:
+            if isinstance(a[part], dict):
+                for key in a[part]:
+                    if a[part][key] != b[part].get(key):
+                        out.append(f"{part}.{key}: expected {a[part][key]!r}, got {b[part].get(key)!r}")
+            elif a[part] != b[part]:
+                out.append(f"{part}: expected {a[part]!r}, got {b[part]!r}")
+        return out
+
     @staticmethod
     def from_dict(d: dict) -> Config:
         return Config(
@@ -357,7 +374,7 @@ def patch_embedding_params(v: VisionConfig, d_model: int) -> int:
 # Presets
 # ----------------------------------------------------------------------------
 def _tiny() -> Config:
-    # Trains on a 2-core CPU in minutes: ~1.5M parameters, 4 experts in two layers.
+    # Trains on a 2-core CPU in hours: 2.87M parameters, 4 experts in two layers, a heard head.
     return Config(
         name="tiny",
         audio=AudioConfig(),
@@ -365,7 +382,7 @@ def _tiny() -> Config:
         moe=MoEConfig(n_experts=4, top_k=2, d_expert=256),
         model=ModelConfig(
             d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=512,
-            moe_every=2, text_vocab_size=256, window_micro_turns=32,
+            moe_every=2, text_vocab_size=256, window_micro_turns=32, heard_head=True,
         ),
     )
 
@@ -379,7 +396,7 @@ def _small() -> Config:
         moe=MoEConfig(n_experts=8, top_k=2, d_expert=1024),
         model=ModelConfig(
             d_model=512, n_layers=8, n_heads=8, n_kv_heads=4, d_ff=2048,
-            moe_every=1, text_vocab_size=1024, window_micro_turns=64,
+            moe_every=1, text_vocab_size=1024, window_micro_turns=64, heard_head=True,
         ),
     )
 

@@ -25,16 +25,17 @@ Same result as one process on the whole batch: every process draws the same
 global batch from the same seeded generator, pads it to the same number of
 micro-turns, and takes its own contiguous slice. Each computes the mean loss of
 its slice, and the reduce-scatter averages the gradients over processes, which is
-the gradient of the mean over the global batch. (Two terms are not exactly
-means over the batch: the MoE balance loss, a product of two batch averages,
-and the word loss when `word_weight` is not 1. Their per-process values differ
-a little from the whole-batch value; tests/test_distributed.py measures how much.)
+the gradient of the mean over the global batch. (The weighted word and heard
+losses divide by the global batch's sum of weights, `Trainer.denominators`, so
+they stay exact. One term is not a mean over the batch: the MoE balance loss, a
+product of two batch averages. Its per-process value differs a little from the
+whole-batch value; tests/test_distributed.py measures how much.)
 
 Checkpoints go through `torch.distributed.checkpoint` (DCP): every process writes
 its own shards into one folder, with a metadata file that says where each piece
 of each tensor lives. Loading reads whatever pieces the new layout needs, so a
 folder saved by 2 processes loads into 4, or into 1 plain process with no
-process group at all (`InteractionModel.from_checkpoint`). The tensors are read with
+process group at all (`minitml.checkpoint.load`). The tensors are read with
 `weights_only=True`, but DCP's index file (`.metadata`) is a pickle: load only
 folders you trust.
 
@@ -69,7 +70,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from minitml.config import Config
 from minitml.expert_parallel import shard_experts
-from minitml.model import InteractionModel, config_diff
+from minitml.model import InteractionModel
 
 FORMAT = "minitml-dcp-1"
 
@@ -235,7 +236,7 @@ def load_sharded(folder: str | Path, model: InteractionModel,
     expect = expect or model.cfg
     if saved != expect:
         raise ValueError(f"{folder} was trained with another config: "
-                         + "; ".join(config_diff(expect, saved)))
+                         + "; ".join(expect.diff(saved)))
     load_shards(folder, model, optimizer)
     return meta
 

@@ -262,6 +262,8 @@ TARGETS = [
     ("smooth_turn", "latency", "max", 0.40),
     ("smooth_turn", "no_reply", "max", 0.05),
     ("all", "right", "min", 0.7),
+    ("all", "right_lookup", "min", 0.8),
+    ("all", "right_arithmetic", "min", 0.5),
     ("pause", "took_turn", "max", 0.10),
     ("backchannel", "took_turn", "max", 0.15),
     ("backchannel", "n_backchannels", "near_truth", 0.5),

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitml.clips import Clip, View, cut, heard_view, monologue_view
+from minitml.protocol import CALL
 from minitml.world.vocab import number_words
 
 TURN_S, TURN_WORDS = 1.0, 3  # a takeover lasts >= 1 s or has > 3 words
@@ -174,7 +175,7 @@ def score_clip(clip: Clip, view: View) -> dict:
         row["early"] = first is not None and first < target
         row["on_time"] = first is not None and not row["early"] and row["error"] <= ON_TIME_S[task]
     elif task == "background":
-        row["called"] = None if view.tokens is None else any(w == "<call>" for w, _ in view.tokens)
+        row["called"] = None if view.tokens is None else any(w == CALL for w, _ in view.tokens)
         row["over_user"] = round(float(overlap(segments(spans, m["issued"]), m["user_speech"])), 6)
     elif task == "other_speaker":
         row["took_turn"] = any(s.took_turn for s in segments(spans, m["bystander"], m["user_resumes"]))
@@ -186,6 +187,8 @@ def score_clip(clip: Clip, view: View) -> dict:
     if clip.value is not None:
         reply = [w for w, a, _ in spans if a >= m["reply_from"]]
         row["reply"], row["value"] = " ".join(reply), " ".join(clip.value)
+        if clip.topic is not None:
+            row["topic"] = clip.topic
         row["right"] = holds(reply, clip.value)
     return row
 
@@ -245,7 +248,7 @@ def chance(rows: list[dict]) -> list[float | None]:
     return out
 
 
-TEXT_KEYS = ("kind", "seed", "clip", "reply", "value", "heard", "said", "transcript")
+TEXT_KEYS = ("kind", "seed", "clip", "reply", "value", "topic", "heard", "said", "transcript")
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -274,6 +277,12 @@ def summarize(rows: list[dict]) -> dict:
         out["all"] = {"n": len(valued), "right": round(sum(r["right"] for r in valued) / len(valued), 6),
                       "right_n": len(valued), "right_k": sum(r["right"] for r in valued),
                       "right_chance": round(statistics.mean(chances), 6) if chances else None}
+        for topic in ("lookup", "arithmetic"):  # the answers by what they take
+            group = [r for r in valued if r.get("topic") == topic]
+            if group:
+                k = sum(r["right"] for r in group)
+                out["all"].update({f"right_{topic}": round(k / len(group), 6),
+                                   f"right_{topic}_k": k, f"right_{topic}_n": len(group)})
         if any("said" in r for r in rows):
             out["all"]["wer"], out["all"]["wer_n"] = pooled_wer(rows)
     return out

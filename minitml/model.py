@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -214,6 +213,42 @@ class FlowHead(nn.Module):
         return tokens.view(*h.shape[:-1], self.cfg.frames_per_token, self.cfg.n_mels)
 
 
+REPLY_GAP_SLOTS = 12  # 600 ms of silent monologue: the next word starts a reply
+#                      (words inside a reply are at most ~0.5 s apart)
+
+
+def reply_starts(out_text: torch.Tensor, gap: int = REPLY_GAP_SLOTS) -> torch.Tensor:
+    """(B, T, A) word targets -> (B, T, A) bool: a word after `gap` or more PAD slots.
+
+    The conversation's start counts as silence, so its first word is a reply start."""
+    B, T, A = out_text.shape
+    spoken = (out_text.reshape(B, T * A) != PAD).float()
+    before = F.pad(spoken, (gap, 0)).unfold(1, gap, 1)[:, : T * A].sum(-1)  # words in the gap slots
+    return ((spoken > 0) & (before == 0)).view(B, T, A)
+
+
+def word_weights(out_text: torch.Tensor, word_weight: float = 1.0, reply_weight: float = 1.0,
+                 decision_ids: tuple[int, ...] = ()) -> torch.Tensor:
+    """(B, T, A) word targets -> (B, T, A) their weights in the word loss:
+
+        PAD                                                      1
+        a word                                                   word_weight
+        a reply's first word (reply_starts), or a decision_id    word_weight * reply_weight
+    """
+    weights = torch.where(out_text == PAD, 1.0, word_weight)
+    if reply_weight != 1.0:
+        decisive = reply_starts(out_text)
+        for i in decision_ids:
+            decisive |= out_text == i
+        weights = torch.where(decisive, weights * reply_weight, weights)
+    return weights
+
+
+def heard_weights(heard_text: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
+    """(B, T, A) heard-word targets -> weights: 1 for a word, pad_weight for PAD."""
+    return torch.where(heard_text == PAD, pad_weight, 1.0)
+
+
 # ----------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------
@@ -223,6 +258,7 @@ class ModelOutput:
     text_logits: torch.Tensor  # (B, T, A, V) next monologue word
     mel_logits: torch.Tensor | None  # (B, T, A, k, 80, 16), None with the flow head
     aux_loss: torch.Tensor  # scalar, MoE balance + z losses summed over layers
+    heard_logits: torch.Tensor | None = None  # (B, T, A, V) the word each heard token ends, if any
 
 
 class InteractionModel(nn.Module):
@@ -239,6 +275,8 @@ class InteractionModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(m.n_layers))
         self.norm = RMSNorm(d, m.norm_eps)
         self.text_head = nn.Linear(d, m.text_vocab_size, bias=False)
+        # Listening, supervised densely: at every user-audio position, which word just ended.
+        self.heard_head = nn.Linear(d, m.text_vocab_size, bias=False) if m.heard_head else None
         if m.mel_head == "discrete":
             self.mel_head = DMelHead(cfg.audio, d)
         else:
@@ -255,8 +293,10 @@ class InteractionModel(nn.Module):
         return InteractionModel(cfg)
 
     def _init_weights(self):
-        # GPT-2 style: N(0, 0.02), and the projections back into the residual stream
-        # scaled down by sqrt(2 * n_layers) so the stream's variance does not grow with depth.
+        # GPT-2 style: every nn.Linear and nn.Embedding N(0, 0.02), and the attention output
+        # projection scaled down by sqrt(2 * n_layers) so the stream's variance grows less with
+        # depth. (Two exceptions, as they are: the dense FFN's down projection is not scaled, and
+        # the MoE experts are stacked parameters that keep MoE.reset_parameters' fan-in uniform.)
         flow = set(self.mel_head.modules()) if isinstance(self.mel_head, FlowHead) else set()
         for module in self.modules():
             if module in flow:  # the flow MLP keeps PyTorch's default (fan-in) init
@@ -330,94 +370,57 @@ class InteractionModel(nn.Module):
         x = self.embed(blocks)  # (B, T*L, d)
         positions = torch.arange(T * L, device=x.device)
         h, aux = self.run(x, positions)
-        h = h.view(B, T, L, -1)[:, :, self.predictors]  # (B, T, A, d) predictor positions
+        h = h.view(B, T, L, -1)
+        heard = None
+        if self.heard_head is not None:
+            start = self.layout.n_patches
+            heard = self.heard_head(h[:, :, start:start + self.layout.n_audio])  # (B, T, A, V)
+        h = h[:, :, self.predictors]  # (B, T, A, d) predictor positions
         mel = self.mel_head(h) if isinstance(self.mel_head, DMelHead) else None
-        return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=mel, aux_loss=aux)
+        return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=mel, aux_loss=aux,
+                           heard_logits=heard)
 
     def loss(self, blocks: Blocks, text_weight: float = 1.0, mel_weight: float = 1.0,
-             out: ModelOutput | None = None, word_weight: float = 1.0) -> dict[str, torch.Tensor]:
+             out: ModelOutput | None = None, word_weight: float = 1.0,
+             reply_weight: float = 1.0, decision_ids: tuple[int, ...] = (),
+             heard_weight: float = 0.0, heard_pad_weight: float = 0.1,
+             denominators: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """Cross-entropy on the monologue words and the dMel bins (or the flow loss).
 
-        word_weight: how much a word target counts against a PAD target in the word loss
-        (a weighted mean). Most targets are PAD; weighting the rare words up makes the
-        first word of a turn faster to learn, and the model readier to speak."""
+        The word loss is a weighted mean over the (B, T, A) word targets (`word_weights`):
+        PAD targets weigh 1, words `word_weight`, and a reply's first word or one of
+        `decision_ids` (<call>, </call>) `word_weight * reply_weight`. These few targets
+        decide when the model speaks and what about; weighting them up makes them faster
+        to learn.
+
+        heard_weight > 0 adds the heard head's loss (the model needs `cfg.model.heard_head`):
+        at every user-audio token, the user word that ends there, PAD elsewhere (PAD
+        targets weigh heard_pad_weight). Every user word is a target, ten times more
+        listening signal per dialogue than the assistant's answer words.
+
+        denominators: {"text": ..., "heard": ...} divide the weighted sums instead of this
+        batch's own sums of weights (a sharded run passes the whole global batch's share,
+        so that the mean over processes is the mean over the global batch)."""
         out = out if out is not None else self(blocks)
+        denominators = denominators or {}
         targets = blocks.out_text.flatten()
         text = F.cross_entropy(out.text_logits.flatten(0, -2), targets, reduction="none")
-        weights = torch.where(targets == PAD, 1.0, word_weight).to(text.dtype)
-        text = (text * weights).sum() / weights.sum()
+        weights = word_weights(blocks.out_text, word_weight, reply_weight, decision_ids).flatten()
+        weights = weights.to(text.dtype)
+        text = (text * weights).sum() / denominators.get("text", weights.sum())
         if out.mel_logits is not None:
             mel = DMelHead.loss(out.mel_logits, blocks.out_audio)
         else:
             mel = self.mel_head.loss(out.hidden, blocks.out_audio)
         total = text_weight * text + mel_weight * mel + out.aux_loss
-        return {"loss": total, "text": text.detach(), "mel": mel.detach(),
-                "aux": out.aux_loss.detach()}
-
-    # -- checkpoints ---------------------------------------------------------------
-    def save(self, path: str | Path, vocab: list[str] | None = None, step: int = 0,
-             extra: dict | None = None, state: dict | None = None) -> Path:
-        """One file: config, vocabulary, step, weights (`state`, default this model's) and extra."""
-        state = self.state_dict() if state is None else state
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "format": "minitml-checkpoint-1",
-            "config": self.cfg.to_dict(),
-            "vocab": vocab if vocab is not None else self.vocab,
-            "step": step,
-            "model": {k: v.detach().cpu() for k, v in state.items()},
-            "extra": extra or {},
-        }, path)
-        return path
-
-    @staticmethod
-    def from_checkpoint(path: str | Path, expect: Config | None = None,
-                        vocab: list[str] | None = None, map_location="cpu") -> InteractionModel:
-        """Load a checkpoint; refuse one from another config or vocabulary, saying why.
-
-        `path` is one file, or a folder of shards saved by a run over several
-        processes (minitml.distributed), loaded here into one process."""
-        folder = Path(path).is_dir()
-        if folder:
-            from minitml.distributed import load_shards, read_meta
-
-            saved = read_meta(path)
-        else:
-            saved = torch.load(path, map_location=map_location, weights_only=True)
-            if not isinstance(saved, dict) or saved.get("format") != "minitml-checkpoint-1":
-                raise ValueError(f"{path} is not a minitml checkpoint")
-        cfg = Config.from_dict(saved["config"])
-        if expect is not None and cfg != expect:
-            raise ValueError(f"{path} was trained with another config: "
-                             + "; ".join(config_diff(expect, cfg)))
-        if vocab is not None and saved.get("vocab") is not None and saved["vocab"] != vocab:
-            raise ValueError(f"{path} has another vocabulary: " + vocab_diff(vocab, saved["vocab"]))
-        model = InteractionModel(cfg).to(map_location)
-        if folder:
-            load_shards(path, model)
-        else:
-            model.load_state_dict(saved["model"])
-        model.vocab = saved.get("vocab")
-        return model
-
-
-def config_diff(expected: Config, got: Config) -> list[str]:
-    """['model.d_model: expected 128, got 256', ...]"""
-    a, b = expected.to_dict(), got.to_dict()
-    out = []
-    for part in a:
-        if isinstance(a[part], dict):
-            for key in a[part]:
-                if a[part][key] != b[part].get(key):
-                    out.append(f"{part}.{key}: expected {a[part][key]!r}, got {b[part].get(key)!r}")
-        elif a[part] != b[part]:
-            out.append(f"{part}: expected {a[part]!r}, got {b[part]!r}")
-    return out
-
-
-def vocab_diff(expected: list[str], got: list[str]) -> str:
-    if len(expected) != len(got):
-        return f"expected {len(expected)} words, got {len(got)}"
-    i = next(i for i, (x, y) in enumerate(zip(expected, got)) if x != y)
-    return f"word {i} is {got[i]!r}, expected {expected[i]!r}"
+        losses = {"text": text.detach(), "mel": mel.detach(), "aux": out.aux_loss.detach()}
+        if heard_weight > 0:
+            if out.heard_logits is None:
+                raise ValueError("heard_weight > 0 needs a model with cfg.model.heard_head=True")
+            heard_targets = blocks.heard_text.flatten()
+            heard = F.cross_entropy(out.heard_logits.flatten(0, -2), heard_targets, reduction="none")
+            w = heard_weights(blocks.heard_text, heard_pad_weight).flatten().to(heard.dtype)
+            heard = (heard * w).sum() / denominators.get("heard", w.sum())
+            total = total + heard_weight * heard
+            losses["heard"] = heard.detach()
+        return {"loss": total, **losses}

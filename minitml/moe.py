@@ -163,6 +163,8 @@ class MoE(nn.Module):
         self.register_buffer("bias", torch.zeros(E))
         # Set by minitml.expert_parallel.shard_experts: experts split over processes.
         self.expert_parallel = None
+        # (E,) assignments per expert in the last forward: the trainer nudges `bias` with it.
+        self.last_load: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minitml.background import CALL, END_CALL, FAIL, RESULT, BackgroundModel, ContextPackage
+from minitml.background import BackgroundModel, ContextPackage
+from minitml.protocol import CALL, END_CALL, FAIL, RESULT
 from minitml.stream import PAD
 from minitml.world.scenarios import ANIMAL_LEGS, THING_COLOURS
 from minitml.world.vocab import VOCAB, number_words
@@ -261,7 +262,7 @@ def deadline_under_load(model, worker: str = "process", steps: int = 300, block:
     from minitml.session import Session
 
     bg = NeuralBackground(n_samples=n_samples, word_delay_s=0.0, worker=worker, timeout_s=1e6)
-    session = Session(model, background=bg, overrun="ignore")
+    session = Session(model, background=bg, overrun="ignore", vocab=model.vocab or list(VOCAB))
     chunk = 0.05 * torch.randn(session.cfg.audio.samples_per_micro_turn,
                                generator=torch.Generator().manual_seed(0))
     for _ in range(warmup):
@@ -273,7 +274,8 @@ def deadline_under_load(model, worker: str = "process", steps: int = 300, block:
         phase = "busy" if i % 2 else "idle"
         if phase == "busy":
             for _ in range(block):
-                session.handoff.submit(HARD_CALL, session.turn * 0.2, session.turn)
+                session.handoff.submit(HARD_CALL, session.turn * session.cfg.audio.micro_turn_ms / 1000,
+                                       session.turn)
         c0, w0 = bg.cpu_seconds(), time.perf_counter()
         for _ in range(block):
             t0 = time.thread_time()

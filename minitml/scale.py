@@ -95,7 +95,7 @@ def _check(name: str, value: float, fraction: bool = False) -> None:
 
 
 def human(x: float, unit: str = "") -> str:
-    """2_841_344 -> '2.84M'; with a unit, 555e9 -> '555 GB'."""
+    """2_874_112 -> '2.87M'; with a unit, 555e9 -> '555 GB'."""
     for scale, letter in ((1e12, "T"), (1e9, "G" if unit else "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= scale:
             return f"{x / scale:.3g}{' ' if unit else ''}{letter}{unit}"

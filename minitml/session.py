@@ -28,7 +28,7 @@ on time. `overrun="ignore"` only records the lag. Either way every miss is an
 event in the log, never hidden.
 
 A background model (`background=ToolExecutor()` or `NeuralBackground()`, see
-minitml/background.py and minitml/neural_background.py) runs beside the loop:
+minitml/background.py, minitml/world/tools.py and minitml/neural_background.py) runs beside the loop:
 the words the model says between `<call>` and `</call>` are submitted with a
 context package, and each step first collects what came back into the text-in
 queue. The step never waits
@@ -43,19 +43,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from minitml.background import Handoff
 from minitml.dmel import DMel, DMelHead, DMelStream, StreamVocoder, check_wave
 from minitml.model import InteractionModel
 from minitml.patches import patchify
+from minitml.protocol import CALL, Event
 from minitml.stream import PAD, Blocks, empty_blocks
-
-
-@dataclass
-class Event:
-    kind: str  # speech_start, took_turn, backchannel, yielded, background_call,
-    #            background_result, background_cancelled, background_error,
-    #            deadline_miss, catch_up, error
-    time: float  # seconds on the session clock (when it is heard / played)
-    detail: str = ""
 
 
 @dataclass
@@ -131,7 +124,7 @@ class Session:
     def __init__(self, model: InteractionModel, *, temperature: float = 0.0, top_k: int = 0,
                  mel_temperature: float = 0.0, seed: int = 0, vocab: list[str] | None = None,
                  vocode: bool = True, overrun: str = "catch_up", budget_ms: float | None = None,
-                 record_logits: bool = False, call_word: str = "<call>", warmup: bool = True,
+                 record_logits: bool = False, call_word: str = CALL, warmup: bool = True,
                  background=None, speak_threshold: float = 0.5):
         if overrun not in ("catch_up", "ignore"):
             raise ValueError(f"overrun must be 'catch_up' or 'ignore', got {overrun!r}")
@@ -148,10 +141,9 @@ class Session:
         self.handoff = None  # the background model's handoff (minitml.background.Handoff)
         self._background_events: list[Event] = []  # events for the next step's output
         if background is not None:
-            from minitml.background import Handoff
-            from minitml.world.vocab import VOCAB
-
-            self.vocab = self.vocab or VOCAB  # calls and results are words: the toy vocabulary
+            if self.vocab is None:  # calls and results travel as words
+                raise ValueError("a background model needs the vocabulary: pass Session(..., vocab=...) "
+                                 "or a model loaded from a checkpoint that carries one")
             self.handoff = Handoff(background, self.cfg.audio.micro_turn_ms / 1000,
                                    self.layout.n_text_in, self.vocab)
             background.start()

@@ -33,8 +33,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from minitml.config import Config
-
-PAD = 0  # the word id of "no word": silence in the monologue, an empty text-in slot
+from minitml.protocol import PAD  # the word id of "no word": silence, an empty text-in slot
 
 # Stream types: a learned vector added to every position says which stream it carries.
 PATCH, USER_AUDIO, TEXT_IN, MODEL_OUT = 0, 1, 2, 3
@@ -93,6 +92,8 @@ class Blocks:
     text_in: torch.Tensor  # (B, T, X) word ids, PAD when empty
     out_text: torch.Tensor  # (B, T, A) monologue word ids, PAD when silent
     out_audio: torch.Tensor  # (B, T, A, k, 80) dMel tokens the model says
+    heard_text: torch.Tensor  # (B, T, A) the user word that ends in each heard token, else PAD:
+    #                           a training target only (the heard head's), never an input
 
     @property
     def batch_size(self) -> int:
@@ -126,6 +127,7 @@ def empty_blocks(cfg: Config, n_turns: int, batch_size: int = 1) -> Blocks:
         text_in=torch.full((B, T, lay.n_text_in), PAD, dtype=torch.long),
         out_text=torch.full((B, T, A), PAD, dtype=torch.long),
         out_audio=torch.zeros(B, T, A, k, cfg.audio.n_mels, dtype=torch.long),
+        heard_text=torch.full((B, T, A), PAD, dtype=torch.long),
     )
 
 
@@ -140,6 +142,7 @@ def random_blocks(cfg: Config, n_turns: int, batch_size: int = 1, seed: int = 0)
         text_in=torch.randint(0, V, b.text_in.shape, generator=g),
         out_text=torch.randint(0, V, b.out_text.shape, generator=g),
         out_audio=torch.randint(0, n_bins, b.out_audio.shape, generator=g),
+        heard_text=torch.randint(0, V, b.heard_text.shape, generator=g),
     )
 
 
@@ -150,6 +153,7 @@ def pack_conversation(
     model_words: list[tuple[int, float]] | None = None,
     frames: torch.Tensor | None = None,
     text_in: dict[int, list[int]] | None = None,
+    user_words: list[tuple[int, float]] | None = None,
 ) -> Blocks:
     """One recorded conversation -> Blocks (B = 1), with the output shifted one micro-turn.
 
@@ -158,6 +162,7 @@ def pack_conversation(
     model_words:  [(word id, start time in s)] of the assistant's monologue
     frames:       (T, P, 3*p*p) patchified video, one frame per micro-turn (None: dark)
     text_in:      {micro-turn: [word ids]} text arriving in that micro-turn (at most X)
+    user_words:   [(word id, end time in s)] of the user, for the heard head's targets
 
     T = F // 16 micro-turns. Output block t gets the assistant's frames and words of
     [200(t+1), 200(t+2)) ms, because that is when output t is played; the assistant's
@@ -187,4 +192,8 @@ def pack_conversation(
                              f"{lay.n_text_in}; spread them over several micro-turns")
         if turn < T:
             b.text_in[0, turn, : len(words)] = torch.tensor(words)
+    for word, end in user_words or []:  # heard token j of input t covers [200t + 50j, +50) ms
+        slot = int(end / slot_s + 1e-9)  # the token that hears the word's last sound (no shift)
+        if 0 <= slot < T * A:  # two words ending in one 50 ms token: the second is kept
+            b.heard_text[0, slot // A, slot % A] = word
     return b

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch.distributed.tensor import DTensor
 
+from minitml import checkpoint
 from minitml.config import Config, get_config
 from minitml.distributed import (
     Dist,
@@ -50,9 +51,12 @@ from minitml.distributed import (
     sum_over_processes,
 )
 from minitml.expert_parallel import check_layout
-from minitml.model import InteractionModel
+from minitml.model import REPLY_GAP_SLOTS, InteractionModel, heard_weights, reply_starts, word_weights
 from minitml.moe import MoE
+from minitml.protocol import CALL, END_CALL, PAD
 from minitml.stream import Blocks, empty_blocks
+
+DECISIONS = (CALL, END_CALL)  # words weighted like a reply's first word
 
 
 @dataclass
@@ -63,15 +67,18 @@ class TrainConfig:
     data_seed: int = 0  # seed of both datasets
     batch_size: int = 16  # conversations per step
     max_turns: int = 70  # longer conversations are cropped (70 micro-turns = 14 s: none is)
-    steps: int = 1000  # optimiser steps
+    steps: int = 1500  # optimiser steps
     lr: float = 3e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm
     text_weight: float = 1.0  # weight of the monologue-word loss
-    word_weight: float = 1.0  # weight of a word target against a PAD target inside it
+    word_weight: float = 5.0  # weight of a word target against a PAD target inside it
+    reply_weight: float = 2.0  # extra weight of a reply's first word and of <call> / </call>
     mel_weight: float = 1.0  # weight of the dMel loss
+    heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
+    heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
     eval_every: int = 100  # steps between validations (and checkpoints)
     seed: int = 0  # model init and batch order
     device: str = "auto"  # "auto": cuda if available, else cpu
@@ -124,6 +131,46 @@ def example_turns(example: dict) -> int:
     return len(example["scene"])
 
 
+def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
+    """(turns, A) bool: the word targets of `example` that carry an asked-for value.
+
+    For every question in the annotations ("asked": after when, which value words),
+    the reply that starts after it, and in that reply the words of the value, at
+    the target slots where `pack_conversation` puts the monologue."""
+    from minitml.world.vocab import word_id
+
+    A = cfg.audio.tokens_per_micro_turn
+    slot_s = cfg.audio.micro_turn_ms / 1000 / A
+    gap_s = REPLY_GAP_SLOTS * slot_s
+    spoken = list(zip(example["assistant_word_ids"].tolist(), example["assistant_word_times"].tolist()))
+    mask = torch.zeros(turns * A, dtype=torch.bool)
+    for ask in json.loads(example["annotations"])["asked"]:
+        value = {word_id(w) for w in ask["value"]}
+        reply = [(i, t) for i, t in spoken if t >= ask["after"] - 0.05]
+        for k, (i, t) in enumerate(reply):
+            if k > 0 and t - reply[k - 1][1] >= gap_s:
+                break  # the reply is over
+            slot = int(t / slot_s + 1e-9) - A  # shifted one micro-turn, as pack_conversation does
+            if i in value and 0 <= slot < turns * A:
+                mask[slot] = True
+    return mask.view(turns, A)
+
+
+def probe_counts(out, blocks: Blocks, values: torch.Tensor) -> list[tuple[str, int, int]]:
+    """[(probe, targets predicted right, targets)] of one teacher-forced batch (argmax)."""
+    guess = out.text_logits.argmax(-1)  # (B, T, A)
+    target = blocks.out_text
+    right = guess == target
+    words = target != PAD
+    rows = [("probe_reply", reply_starts(target)), ("probe_value", values & words), ("probe_words", words)]
+    counts = [(name, int((right & m).sum()), int(m.sum())) for name, m in rows]
+    if out.heard_logits is not None:
+        heard = blocks.heard_text != PAD
+        counts.append(("probe_heard", int(((out.heard_logits.argmax(-1) == blocks.heard_text)
+                                            & heard).sum()), int(heard.sum())))
+    return counts
+
+
 class Trainer:
     def __init__(self, tc: TrainConfig, train_examples: list, val_examples: list,
                  cfg: Config | None = None, vocab: list[str] | None = None,
@@ -132,6 +179,12 @@ class Trainer:
 
         self.tc = tc
         self.cfg = cfg or get_config(tc.preset)
+        if tc.heard_weight > 0 and not self.cfg.model.heard_head:
+            raise ValueError(f"heard_weight={tc.heard_weight} trains the heard head, and this config has "
+                             "none: use a preset with one (tiny, small), set model.heard_head=True, "
+                             "or heard_weight=0")
+        # <call> and </call> are decisions as rare as a reply's first word (reply_weight)
+        self.decision_ids = tuple(vocab.index(w) for w in DECISIONS if w in vocab) if vocab else ()
         self.vocab = vocab
         self.to_blocks = to_blocks
         if dist is None:
@@ -186,8 +239,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():
-            losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight,
-                                     word_weight=self.tc.word_weight)
+            losses = self.loss(blocks)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -204,21 +256,76 @@ class Trainer:
         return {"step": self.step, "lr": lr_at(self.step - 1, self.tc), "grad_norm": float(norm),
                 "tokens": tokens, **losses}
 
+    def loss(self, blocks: Blocks, out=None) -> dict:
+        tc = self.tc
+        return self.model.loss(blocks, tc.text_weight, tc.mel_weight, out=out,
+                               word_weight=tc.word_weight, reply_weight=tc.reply_weight,
+                               decision_ids=self.decision_ids, heard_weight=tc.heard_weight,
+                               heard_pad_weight=tc.heard_pad_weight,
+                               denominators=self.denominators(blocks))
+
+    def denominators(self, blocks: Blocks) -> dict[str, float] | None:
+        """Sharded: this process's share of the whole global batch's sums of loss weights.
+
+        The word and heard losses are weighted means; each process holds a slice of the
+        batch with its own sum of weights, and the reduce-scatter averages the gradients.
+        Dividing every slice by (global sum / world size) makes that average the global
+        batch's weighted mean, so the run stays the one-process run. One process: None."""
+        if not self.dist.sharded:
+            return None
+        tc = self.tc
+        sums = torch.stack([
+            word_weights(blocks.out_text, tc.word_weight, tc.reply_weight, self.decision_ids).sum(),
+            heard_weights(blocks.heard_text, tc.heard_pad_weight).sum()]).double()
+        sums = sum_over_processes(sums.to(self.device), self.dist) / self.dist.world_size
+        return {"text": float(sums[0]), "heard": float(sums[1])}
+
     @torch.no_grad()
     def validate(self) -> dict:
+        """Held-out losses, and the probes: teacher-forced accuracy of the words that matter.
+
+            val_<loss>       each loss, as in training
+            probe_reply      a reply's first word (greedy argmax, given the true past)
+            probe_value      the asked-for value words of each reply (the colour, the sum)
+            probe_words      every monologue word
+            probe_heard      the heard head naming each user word where it ends, beside
+                             probe_heard_chance: always naming the commonest user word
+
+        Each probe_* rate comes with probe_*_n, the number of targets it counts."""
         self.model.eval()
         totals: dict[str, float] = {}
+        hits: dict[str, int] = {}
+        heard_ids = torch.zeros(self.cfg.model.text_vocab_size, dtype=torch.long)  # user words heard
         # Sharded, every batch must split evenly: drop the last n % world conversations.
         n = len(self.val_examples) - len(self.val_examples) % self.dist.world_size
         for start in range(0, n, self.tc.batch_size):
-            blocks = self.batch(self.val_examples, list(range(start, min(n, start + self.tc.batch_size))))
+            indices = list(range(start, min(n, start + self.tc.batch_size)))
+            blocks = self.batch(self.val_examples, indices)
             with self.autocast():
-                losses = self.model.loss(blocks, self.tc.text_weight, self.tc.mel_weight,
-                                         word_weight=self.tc.word_weight)
+                out = self.model(blocks)
+                losses = self.loss(blocks, out)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size
+            mine = global_batch_slice(indices, self.dist)
+            values = torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns)
+                                  for i in mine]).to(self.device)
+            for name, n_hit, n_all in probe_counts(out, blocks, values):
+                hits[name] = hits.get(name, 0) + n_hit
+                hits[name + "_n"] = hits.get(name + "_n", 0) + n_all
+            heard = blocks.heard_text[blocks.heard_text != PAD]
+            heard_ids = heard_ids + torch.bincount(heard.cpu(), minlength=len(heard_ids))
         totals = mean_over_processes(totals, self.dist)  # each process saw 1/world of every batch
-        return {f"val_{k}": v / (n / self.dist.world_size) for k, v in totals.items()}
+        keys = sorted(hits)  # counts add up over the processes' shares
+        summed = sum_over_processes(torch.tensor([hits[k] for k in keys], device=self.device), self.dist)
+        hits = dict(zip(keys, summed.tolist()))
+        row = {f"val_{k}": v / (n / self.dist.world_size) for k, v in totals.items()}
+        for name in [k for k in hits if not k.endswith("_n")]:
+            row[name] = hits[name] / max(1, hits[name + "_n"])
+            row[name + "_n"] = hits[name + "_n"]
+        if "probe_heard" in row:  # the control: always guessing the commonest user word
+            heard_ids = sum_over_processes(heard_ids.to(self.device), self.dist)
+            row["probe_heard_chance"] = float(heard_ids.max() / heard_ids.sum().clamp(min=1))
+        return row
 
     # -- checkpoints ---------------------------------------------------------------------
     def save(self, path: Path) -> Path:
@@ -229,7 +336,7 @@ class Trainer:
                 "generator": self.generator.get_state().tolist(),
                 "train_config": asdict(self.tc), "history": self.history,
             })
-        return self.model.save(path, vocab=self.vocab, step=self.step, extra={
+        return checkpoint.save(self.model, path, vocab=self.vocab, step=self.step, extra={
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -246,7 +353,7 @@ class Trainer:
             self.step, self.history = meta["step"], meta["history"]
             return
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        loaded = InteractionModel.from_checkpoint(path, expect=self.cfg, vocab=self.vocab)
+        loaded = checkpoint.load(path, expect=self.cfg, vocab=self.vocab)
         if self.dist.sharded:  # every process cuts its shards out of the full tensors
             load_full(self.model, self.optimizer, loaded.state_dict(), ckpt["extra"]["optimizer"],
                       self.param_names)
@@ -262,7 +369,7 @@ class Trainer:
         """The weights alone in the one-file format (what gets shipped), from any number of processes."""
         state = full_state_dict(self.model) if self.dist.sharded else None
         if self.dist.is_main:
-            self.model.save(path, vocab=self.vocab, step=self.step, state=state,
+            checkpoint.save(self.model, path, vocab=self.vocab, step=self.step, state=state,
                             extra={"train_config": asdict(self.tc), "history": json.dumps(self.history)})
 
     # -- the loop ------------------------------------------------------------------------------
@@ -301,21 +408,31 @@ class Trainer:
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
+    """Losses (left) and the held-out probes (right) against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (ax, probes) = plt.subplots(1, 2, figsize=(11, 3.5))
     steps = [h["step"] for h in history]
-    for key, style in (("text", "-"), ("mel", "-")):
-        ax.plot(steps, [h[key] for h in history], style, lw=0.8, alpha=0.6, label=f"train {key}")
+    keys = [k for k in ("text", "mel", "heard") if k in history[-1]]
+    for key in keys:
+        ax.plot(steps, [h[key] for h in history], lw=0.8, alpha=0.6, label=f"train {key}")
     val = [h for h in history if "val_loss" in h]
-    for key in ("text", "mel"):
+    for key in keys:
         ax.plot([h["step"] for h in val], [h[f"val_{key}"] for h in val], "o-", label=f"held-out {key}")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.legend(fontsize=8)
+    for key in ("probe_reply", "probe_value", "probe_words", "probe_heard"):
+        if val and key in val[-1]:
+            probes.plot([h["step"] for h in val], [h[key] for h in val], "o-",
+                        label=f"{key[6:]} (n={val[-1][key + '_n']})")
+    probes.set_xlabel("step")
+    probes.set_ylabel("held-out accuracy, teacher-forced")
+    probes.set_ylim(0, 1)
+    probes.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

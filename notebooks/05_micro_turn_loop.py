@@ -141,7 +141,7 @@ def said(out):
     return " ".join("PAD" if i == PAD else f"<{i}>" for i in out.text_ids.tolist())
 
 
-session = Session(model)  # temperature 0: argmax words and bins, so it is deterministic
+session = Session(model)  # temperature 0: greedy (greedy_word for words, argmax bins): deterministic
 outputs, ready = [], []  # every MicroTurnOutput; when each output was ready (s on the clock)
 print(" t  heard (s)     level     said (word ids / PAD)    compute / budget   ready at  (after arrival)")
 start, clock = time.perf_counter(), 0.0

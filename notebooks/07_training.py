@@ -70,6 +70,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Audio, Image, display
 
+from minitml import checkpoint
 from minitml.config import get_config
 from minitml.evaluate import evaluate, format_table, plot_run, run_model
 from minitml.exercises import check
@@ -154,11 +155,13 @@ print(f"untrained: words {losses['text']:.2f} (ln 256 = {torch.log(torch.tensor(
 # matters most for turn-taking, the *first* word of an answer, is a rare event. With
 # `word_weight = 10` a word target counts ten times as much as a PAD target in the (weighted)
 # mean, so the first word is learned sooner, at the price of a model a little readier to speak
-# than the data. The shipped model, trained longer on all nine kinds (section 6), uses 1.
+# than the data. The shipped `data/tiny.pt` (section 7) was trained with 1; `make train`'s
+# recipe uses 5, and weighs the first word of every reply twice that again (`reply_weight`).
 
 # %%
 tc = TrainConfig(steps=STEPS, batch_size=8, max_turns=40, warmup=20, lr=6e-3, word_weight=WORD_WEIGHT,
-                 eval_every=max(1, STEPS // STAGES), out=str(WORK / "run"))
+                 reply_weight=1.0, heard_weight=1.0, eval_every=max(1, STEPS // STAGES),
+                 out=str(WORK / "run"))
 plt.figure(figsize=(6, 2.4))
 plt.plot([lr_at(s, tc) for s in range(tc.steps)])
 plt.xlabel("step")
@@ -193,7 +196,38 @@ plot_losses(trainer.history, WORK / "losses.png")  # train losses every step, he
 display(Image(WORK / "losses.png"))
 
 # %% [markdown]
-# ## 5. Did it learn to take turns?
+# ## 5. What it heard: listening, supervised densely
+#
+# The answer words are a handful of targets per dialogue, and they are the only thing that
+# ever asks the model to *recognise* a word. But every word the user says is known, with its
+# time. The heard head (`cfg.model.heard_head`, a second word head on the user-audio
+# positions) turns each into a target: at the 50 ms user-audio token where a word ends, name
+# it; everywhere else, PAD (weighing 0.1). `heard_weight` adds that loss to the other two:
+#
+# $$\text{loss} = \mathrm{CE}(\text{monologue}) + \mathrm{CE}(\text{dMel})
+#   + \text{heard\_weight} \cdot \mathrm{CE}(\text{heard word})$$
+#
+# Below: what the trained head names at the end of each word of a held-out dialogue (a voice
+# it never heard), and the probe over all held-out dialogues beside its control, always
+# naming the commonest user word.
+
+# %%
+heard_example = to_blocks(val_set[0], cfg)
+with torch.no_grad():
+    heard_out = trainer.model.eval()(heard_example)
+guess = heard_out.heard_logits[0].argmax(-1).flatten()  # (T * A,) one word per heard token
+truth_heard = heard_example.heard_text[0].flatten()
+slots = (truth_heard != PAD).nonzero().flatten().tolist()
+print("  time   said by the user  named by the heard head")
+for slot in slots:
+    said, named = VOCAB[truth_heard[slot]], VOCAB[guess[slot]]
+    print(f"{slot * 0.05:5.2f} s  {said:16s}  {named:12s} {'' if said == named else '(wrong)'}")
+last = trainer.history[-1]
+print(f"\nheld-out probe: {last['probe_heard']:.2f} of {last['probe_heard_n']} user words named right; "
+      f"always naming the commonest word: {last['probe_heard_chance']:.2f}")
+
+# %% [markdown]
+# ## 6. Did it learn to take turns?
 #
 # The closed-loop benchmark of notebook 08, on held-out `smooth_turn` and `pause` dialogues:
 # does it answer, how fast (from the end of the user's turn to its first word), and does it
@@ -206,7 +240,7 @@ results = evaluate(trainer.model, ["smooth_turn", "pause"], n=N_EVAL, vocab=list
 print(format_table(results))
 
 # %% [markdown]
-# ## 6. How the shipped model was trained
+# ## 7. How the shipped model was trained
 #
 # `data/tiny.pt` holds the weights of the tiny preset trained on all nine kinds of the toy world.
 # The file carries its `TrainConfig` and its loss history, so this is the record of that run.
@@ -233,7 +267,7 @@ display(Image(WORK / "shipped.png"))
 # each process on its half of every batch, and the run stays the one-process run.
 # Notebook 11 runs it and explains what sharding buys; `minitml/distributed.py` is the code.
 #
-# ## 7. Greedy decoding asks two questions
+# ## 8. Greedy decoding asks two questions
 #
 # At the end of a question the model may give "speak now" a probability of 0.7 split between
 # "sure", "okay", "it", "the", ... so that no single word has more than PAD's 0.3. A plain
@@ -243,7 +277,7 @@ display(Image(WORK / "shipped.png"))
 # answer's true start marked.
 
 # %%
-shipped = InteractionModel.from_checkpoint(SHIPPED).eval()
+shipped = checkpoint.load(SHIPPED).eval()
 example = to_blocks(load_dataset(make_dataset("heldout", 1, seed=3, kinds=["smooth_turn"],
                                                folder=WORK / "one", progress=False))[0], preset)
 with torch.no_grad():
@@ -308,7 +342,7 @@ check(my_greedy_word, [((c,), greedy_word(c)) for c in cases])
 
 # %% [markdown]
 # **4. (open)** Train the model of section 4 again with `KINDS = ["smooth_turn", "pause"]`
-# (edit the parameters cell) and compare the pause row of section 5. What did it learn from
+# (edit the parameters cell) and compare the pause row of section 6. What did it learn from
 # pauses that it could not learn from questions alone?
 
 # %% [markdown]
@@ -319,6 +353,8 @@ check(my_greedy_word, [((c,), greedy_word(c)) for c in cases])
 #   part that takes long to learn.
 # - A narrow model learns to take the turn within a few hundred steps on one behaviour; the
 #   shipped tiny model trains on all nine (see its record above).
+# - Every user word can be a target (the heard head): dense supervision for listening, the
+#   part the answer words alone teach too slowly.
 # - Greedy decoding has to ask "speak now?" before "which word?".
 
 # %%

@@ -78,6 +78,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from minitml import checkpoint
 from minitml.clips import cut, word_chunks
 from minitml.evaluate import (
     THRESHOLDS,
@@ -94,12 +95,11 @@ from minitml.evaluate import (
 from minitml.exercises import check
 from minitml.listen import Recognizer
 from minitml.metrics import NUMBER_WORDS, holds, score, score_folder, summarize, took_turn, word_errors  # noqa: F401
-from minitml.model import InteractionModel
 from minitml.world.scenarios import KINDS, make_scenario
 
 torch.set_num_threads(1)  # steady step times; the closed loop is one small step at a time
 WORK = Path(tempfile.mkdtemp(prefix="minitml-08-"))
-model = InteractionModel.from_checkpoint(Path("..") / "data" / "tiny.pt")
+model = checkpoint.load(Path("..") / "data" / "tiny.pt")
 print(f"shipped model: {model.cfg.name}, {sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %% [markdown]

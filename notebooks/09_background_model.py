@@ -74,7 +74,7 @@ from collections import Counter
 import matplotlib.pyplot as plt
 import torch
 
-from minitml.background import TOOLS, ToolExecutor, script_monologue, use_tools, weave_time
+from minitml.background import script_monologue, weave_time
 from minitml.config import get_config
 from minitml.exercises import check
 from minitml.metrics import score
@@ -88,6 +88,7 @@ from minitml.neural_background import (
 )
 from minitml.session import Session
 from minitml.world.scenarios import make_scenario
+from minitml.world.tools import TOOLS, ToolExecutor, use_tools
 from minitml.world.vocab import VOCAB
 
 torch.manual_seed(0)
@@ -95,6 +96,7 @@ torch.set_num_threads(1)  # notebook 05: one steady thread for the loop
 
 cfg = get_config("tiny")
 model = InteractionModel(cfg).eval()  # random weights: it babbles (we script its monologue)
+model.vocab = list(VOCAB)  # calls and results travel as words: a session with a background needs them
 N = cfg.audio.samples_per_micro_turn  # 3200 samples per chunk
 TURN_S = cfg.audio.micro_turn_ms / 1000  # 0.2 s
 X = cfg.model.text_in_slots  # 2 text-in slots per micro-turn
@@ -121,7 +123,8 @@ for call in ["thirty seven times forty nine", "twelve plus thirty", "one hundred
 # Nobody taught the tools "after": exercise 1 adds that tool.
 #
 # ## The handoff in a live loop
-# A session with a background model: `Session(model, background=ToolExecutor(latency_s=...))`.
+# A session with a background model: `Session(model, background=ToolExecutor(latency_s=...))`
+# (the model carries the vocabulary, as a loaded checkpoint does; else pass `vocab=`).
 # We drive it as a live loop (notebook 05): chunk $t$ is complete at $0.2(t+1)$ s on the wall
 # clock, and the step runs then. So the session clock and the wall clock agree, and the
 # tool's latency shows up as the number of micro-turns that pass before the result arrives.

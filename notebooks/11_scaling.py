@@ -62,6 +62,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from minitml import checkpoint
 from minitml.config import get_config
 from minitml.exercises import check
 from minitml.model import InteractionModel
@@ -412,7 +413,7 @@ state = tiny.param_counts()["total"] * (FP32_ADAMW.weights + FP32_ADAMW.optimize
 print(f"\nplanner: {state / 2:,.0f} bytes of weights + AdamW moments per process")
 for shard in shards:
     print(f"measured: {shard.name} holds {shard.stat().st_size:,} bytes")
-sharded = InteractionModel.from_checkpoint(work / "2 processes" / "last.dcp")  # back into one process
+sharded = checkpoint.load(work / "2 processes" / "last.dcp")  # back into one process
 print(f"loaded into this one process: {sum(p.numel() for p in sharded.parameters()):,} parameters")
 
 # %% [markdown]

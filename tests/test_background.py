@@ -9,21 +9,13 @@ import time
 import pytest
 import torch
 
-from minitml.background import (
-    FAIL,
-    RESULT,
-    BackgroundModel,
-    ContextPackage,
-    ToolExecutor,
-    script_monologue,
-    use_tools,
-    weave_time,
-)
+from minitml.background import BackgroundModel, ContextPackage, script_monologue, weave_time
 from minitml.config import get_config
 from minitml.model import InteractionModel
 from minitml.neural_background import WEIGHTS, NeuralBackground, load_word_gpt
+from minitml.protocol import FAIL, PAD, RESULT
 from minitml.session import Session
-from minitml.stream import PAD
+from minitml.world.tools import ToolExecutor, use_tools
 from minitml.world.vocab import VOCAB
 
 
@@ -56,7 +48,8 @@ class Delayed(BackgroundModel):
 
 
 def session_with(model, background, **kwargs):
-    return Session(model, background=background, overrun="ignore", vocode=False, **kwargs)
+    return Session(model, background=background, overrun="ignore", vocode=False,
+                   **{"vocab": list(VOCAB), **kwargs})
 
 
 def step_until(session, done, timeout_s=10.0, pause_s=0.01):
@@ -239,7 +232,9 @@ def test_without_a_background_model_nothing_changes(model):
     session = Session(model, overrun="ignore", vocode=False)
     assert session.handoff is None and session.cancel_background() == []
     with pytest.raises(ValueError, match="must be a BackgroundModel"):
-        Session(model, background="tools")
+        Session(model, background="tools", vocab=list(VOCAB))
+    with pytest.raises(ValueError, match="needs the vocabulary"):  # calls and results are words
+        Session(model, background=ToolExecutor())
 
 
 # -- the neural background model ------------------------------------------------------------

@@ -42,3 +42,46 @@ def test_plan_table(capsys):
     assert "H200 SXM 141GB" in out and "GPUs for 10 sessions" in out
     holds = plan("tml_small", gpu="H200", sessions=10)["serve"]["hold_weights"]
     assert f"GPUs to hold the weights{'':<10}" in out and f"{holds:>24}" in out
+
+
+BADGES = (r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/",  # Open in Colab
+          r"mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/",  # Binder
+          r"git clone -q --depth 1 https://github\.com/([\w.-]+/[\w.-]+)")  # the Colab install cell
+
+
+def addresses(root):
+    import re
+
+    from minitml.__main__ import linked_files
+
+    found = {}
+    for path in linked_files(root):
+        for pattern in BADGES:
+            for m in re.finditer(pattern, path.read_text()):
+                found.setdefault(m.group(1), set()).add(path.name)
+    return found
+
+
+def test_every_badge_points_at_the_one_repository_address():
+    from minitml.__main__ import ROOT, repository
+
+    found = addresses(ROOT)
+    assert set(found) == {repository()}, found
+    assert len(found[repository()]) >= 13  # the README and the twelve notebooks (.py and .ipynb)
+
+
+def test_repo_repoints_every_badge(tmp_path, capsys):
+    import shutil
+
+    from minitml.__main__ import ROOT, repoint, repository
+
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(ROOT / "README.md", tmp_path)
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".*"))
+    changed = repoint("someone/fork", tmp_path)
+    assert repository(tmp_path) == "someone/fork"
+    assert set(addresses(tmp_path)) == {"someone/fork"}
+    assert len(changed) >= 25  # pyproject, README, 12 notebooks twice
+    assert "Full-Duplex-Bench" in (tmp_path / "README.md").read_text()  # other links stay
+    with pytest.raises(SystemExit, match="OWNER/NAME"):
+        repoint("not an address", tmp_path)

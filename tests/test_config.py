@@ -40,6 +40,8 @@ def build_modules(cfg: Config) -> nn.ModuleDict:
         "final_norm": nn.RMSNorm(m.d_model),
         "text_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False),
         "dmel_head": DMelHead(cfg.audio, m.d_model),
+        **({"heard_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False)}
+           if m.heard_head else {}),
     })
 
 
@@ -82,6 +84,18 @@ def test_flow_head_counts():
     assert sum(p.numel() for p in InteractionModel(cfg).parameters()) == cfg.param_counts()["total"]
 
 
+def test_heard_head_counts():
+    from dataclasses import replace
+
+    from minitml.model import InteractionModel
+
+    cfg = get_config("tiny")
+    without = cfg.replace(model=replace(cfg.model, heard_head=False))
+    assert without.param_counts() == count_built(without)
+    assert sum(p.numel() for p in InteractionModel(without).parameters()) == without.param_counts()["total"]
+    assert cfg.param_counts()["total"] - without.param_counts()["total"] == 128 * 256
+
+
 def test_hmlp_stem_counts_too():
     cfg = get_config("tiny")
     cfg = cfg.replace(vision=VisionConfig(stem="hmlp"))
@@ -107,6 +121,7 @@ def test_tiny_by_hand():
         + 2 * 3 * d * h_dense  # layers 0 and 2 dense
         + 2 * (d * 4 + 4 * 3 * d * h_exp)  # layers 1 and 3: router + 4 experts
         + d * V  # text head
+        + d * V  # heard head
         + d * 4 * 80 * 16  # dMel head
     )
     counts = get_config("tiny").param_counts()

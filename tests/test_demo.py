@@ -239,7 +239,8 @@ def test_demo_command_writes_stereo_wav_timeline_and_report(tmp_path, capsys):
 def test_microphone_mode_with_the_tool_background_model(model):
     import time
 
-    from minitml.background import ToolExecutor, script_monologue
+    from minitml.background import script_monologue
+    from minitml.world.tools import ToolExecutor
 
     engine = DemoEngine(model, background=ToolExecutor(latency_s=0.0))
     try:

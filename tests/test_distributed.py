@@ -15,9 +15,8 @@ import sys
 import pytest
 import torch
 
-from minitml import distributed
+from minitml import checkpoint, distributed
 from minitml.config import get_config
-from minitml.model import InteractionModel
 from minitml.train import TrainConfig, Trainer, collate
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
 from minitml.world.vocab import VOCAB
@@ -79,8 +78,8 @@ def test_sharded_checkpoint_loads_into_one_process(runs):
     # DCP's index of where each piece lives, one shard file per process, our meta.json
     files = sorted(p.name for p in folder.iterdir())
     assert files == [".metadata", "__0_0.distcp", "__1_0.distcp", "meta.json"]
-    sharded = InteractionModel.from_checkpoint(folder, expect=get_config("tiny"), vocab=list(VOCAB))
-    gathered = InteractionModel.from_checkpoint(tmp / "two" / "model.pt")  # the one-file format
+    sharded = checkpoint.load(folder, expect=get_config("tiny"), vocab=list(VOCAB))
+    gathered = checkpoint.load(tmp / "two" / "model.pt")  # the one-file format
     for (name, a), b in zip(sharded.state_dict().items(), gathered.state_dict().values()):
         assert torch.equal(a, b), name
     cache = tmp / "cache"
@@ -90,7 +89,7 @@ def test_sharded_checkpoint_loads_into_one_process(runs):
     with torch.no_grad():
         assert torch.equal(sharded(blocks).text_logits, gathered(blocks).text_logits)
     # ...and it is (nearly) the model the one-process run trained.
-    single = InteractionModel.from_checkpoint(tmp / "one" / "model.pt")
+    single = checkpoint.load(tmp / "one" / "model.pt")
     worst = max((a - b).abs().max().item()
                 for a, b in zip(sharded.state_dict().values(), single.state_dict().values()))
     assert worst < 1e-3
@@ -131,7 +130,7 @@ def test_refusals(runs, tmp_path):
     tmp, _, _ = runs
     other = get_config("tiny").replace(model=get_config("small").model)
     with pytest.raises(ValueError, match="another config: model.d_model: expected 512, got 128"):
-        InteractionModel.from_checkpoint(tmp / "two" / "last.dcp", expect=other)
+        checkpoint.load(tmp / "two" / "last.dcp", expect=other)
     with pytest.raises(ValueError, match="not a minitml sharded checkpoint"):
         distributed.read_meta(tmp_path)
     with pytest.raises(ValueError, match="a global batch of 5 does not split evenly over 2"):

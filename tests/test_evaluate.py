@@ -96,14 +96,16 @@ def test_targets_are_judged_against_their_goals():
         "backchannel": {"model": {"took_turn": 0.0, "n_backchannels": 0.7},
                         "ground_truth": {"took_turn": 0.0, "n_backchannels": 1.6}},
         "hesitation": {"model": {"offered_help": None}, "ground_truth": {"offered_help": 1.0}},
-        "all": {"model": {"right": 0.75}, "ground_truth": {"right": 1.0}},
+        "all": {"model": {"right": 0.75, "right_lookup": 0.85, "right_arithmetic": 0.4},
+                "ground_truth": {"right": 1.0, "right_lookup": 1.0, "right_arithmetic": 1.0}},
     }
     met = {(r["kind"], r["metric"]): r["met"] for r in check_targets(results)}
     assert met == {("smooth_turn", "took_turn"): True, ("smooth_turn", "latency"): False,
                    ("pause", "took_turn"): True, ("backchannel", "took_turn"): True,
                    ("backchannel", "n_backchannels"): False,  # 0.7 is 56% below 1.6
                    ("hesitation", "offered_help"): False,  # no value: not met
-                   ("smooth_turn", "no_reply"): False, ("all", "right"): True}
+                   ("smooth_turn", "no_reply"): False, ("all", "right"): True,
+                   ("all", "right_lookup"): True, ("all", "right_arithmetic"): False}
     assert "NO" in format_targets(check_targets(results))
 
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 from test_distributed import assert_follows, train
 
+from minitml import checkpoint
 from minitml.config import MoEConfig, get_config
 from minitml.expert_parallel import shard_experts
-from minitml.model import InteractionModel
 from minitml.moe import MoE
 from minitml.train import TrainConfig, Trainer
 
@@ -113,11 +113,11 @@ def test_training_follows_one_process(runs):
 
 def test_checkpoint_loads_into_one_process_and_resumes_without_experts_split(runs):
     tmp, one, _ = runs
-    sharded = InteractionModel.from_checkpoint(tmp / "ep" / "last.dcp")
-    gathered = InteractionModel.from_checkpoint(tmp / "ep" / "model.pt")
+    sharded = checkpoint.load(tmp / "ep" / "last.dcp")
+    gathered = checkpoint.load(tmp / "ep" / "model.pt")
     for (name, a), b in zip(sharded.state_dict().items(), gathered.state_dict().values()):
         assert torch.equal(a, b), name
-    single = InteractionModel.from_checkpoint(tmp / "one" / "model.pt")
+    single = checkpoint.load(tmp / "one" / "model.pt")
     worst = max((a - b).abs().max().item()
                 for a, b in zip(sharded.state_dict().values(), single.state_dict().values()))
     assert worst < 1e-3

@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from minitml import checkpoint
 from minitml.config import get_config
 from minitml.model import InteractionModel, KVCache, rope_angles, sliding_window_mask
 from minitml.session import Session
@@ -97,6 +98,58 @@ def test_pack_conversation_shifts_the_assistant_by_one_micro_turn():
     assert b.out_text[0, 2].tolist() == [9, PAD, PAD, PAD]
 
 
+def test_heard_words_are_targets_where_they_end_without_a_shift():
+    cfg = get_config("tiny")
+    F = 16 * 5
+    silence = torch.zeros(F, 80, dtype=torch.long)
+    heard = [(7, 0.26), (9, 0.61), (11, 0.99)]  # user words ending at 260, 610 and 990 ms
+    b = pack_conversation(cfg, silence, silence, user_words=heard)
+    # input t, token j hears [200t + 50j, 200t + 50(j+1)) ms: 260 ms is input 1, token 1
+    assert b.heard_text[0, 1].tolist() == [PAD, 7, PAD, PAD]
+    assert b.heard_text[0, 3].tolist() == [9, PAD, PAD, PAD]  # 610 ms: input 3, token 0
+    assert b.heard_text[0, 4].tolist() == [PAD, PAD, PAD, 11]  # 990 ms: the last token
+    assert (b.out_text == PAD).all()  # heard words are never something to say
+
+
+def test_reply_starts_follow_silence():
+    from minitml.model import REPLY_GAP_SLOTS, reply_starts
+
+    words = torch.full((1, 10, 4), PAD)
+    words[0, 0, 2] = 5  # the first word of the conversation: a reply start
+    words[0, 1, 1] = 6  # 3 slots later: the same reply
+    words[0, 5, 1] = 8  # 16 slots after word 6: a new reply
+    words[0, 8, 0] = 9  # 11 slots after word 8: the same reply
+    assert REPLY_GAP_SLOTS == 12
+    starts = reply_starts(words)
+    assert starts.nonzero().tolist() == [[0, 0, 2], [0, 5, 1]]
+
+
+def test_loss_weights_and_the_heard_head():
+    from dataclasses import replace
+
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    blocks = random_blocks(cfg, 3, batch_size=2)
+    model = InteractionModel(cfg)
+    with pytest.raises(ValueError, match="heard_head"):
+        model.loss(blocks, heard_weight=1.0)
+    plain = model.loss(blocks)
+    weighted = model.loss(blocks, word_weight=5.0, reply_weight=2.0, decision_ids=(1, 2))
+    assert not torch.equal(plain["text"], weighted["text"])
+    assert "heard" not in plain
+    listening = InteractionModel(cfg.replace(model=replace(cfg.model, heard_head=True)))
+    out = listening(blocks)
+    assert out.heard_logits.shape == (2, 3, 4, 256)
+    losses = listening.loss(blocks, heard_weight=0.5, out=out)
+    # the heard loss: a weighted mean over every user-audio token, PAD weighing 0.1
+    targets = blocks.heard_text.flatten()
+    ce = torch.nn.functional.cross_entropy(out.heard_logits.flatten(0, -2), targets, reduction="none")
+    w = torch.where(targets == PAD, 0.1, 1.0)
+    assert torch.allclose(losses["heard"], (ce * w).sum() / w.sum())
+    rest = listening.loss(blocks, out=out)["loss"]
+    assert torch.allclose(losses["loss"], rest + 0.5 * losses["heard"])
+
+
 def test_layout_predictors():
     lay = BlockLayout.from_config(get_config("tiny"))
     assert lay.length == 14 and lay.out_start == 10
@@ -168,20 +221,20 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     cfg = get_config("tiny")
     model = InteractionModel(cfg).eval()
     vocab = ["<pad>"] + [f"w{i}" for i in range(255)]
-    path = model.save(tmp_path / "m.pt", vocab=vocab, step=7)
-    loaded = InteractionModel.from_checkpoint(path, expect=cfg, vocab=vocab)
+    path = checkpoint.save(model, tmp_path / "m.pt", vocab=vocab, step=7)
+    loaded = checkpoint.load(path, expect=cfg, vocab=vocab)
     blocks = random_blocks(cfg, 2)
     with torch.no_grad():
         assert torch.equal(model(blocks).text_logits, loaded(blocks).text_logits)
     assert loaded.vocab == vocab
     other = cfg.replace(model=replace(cfg.model, d_model=64))
     with pytest.raises(ValueError, match=r"model\.d_model: expected 64, got 128"):
-        InteractionModel.from_checkpoint(path, expect=other)
+        checkpoint.load(path, expect=other)
     with pytest.raises(ValueError, match="word 3 is 'w2', expected 'x'"):
-        InteractionModel.from_checkpoint(path, vocab=vocab[:3] + ["x"] + vocab[4:])
+        checkpoint.load(path, vocab=vocab[:3] + ["x"] + vocab[4:])
     torch.save({"weights": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a minitml checkpoint"):
-        InteractionModel.from_checkpoint(tmp_path / "bad.pt")
+        checkpoint.load(tmp_path / "bad.pt")
 
 
 def test_flow_head_samples_deterministically():

@@ -53,7 +53,7 @@ TINY_TOTAL = (
     + 4 * 2 * 128 + 128  # norms: 2 per layer + the final one
     + 2 * 3 * 128 * 512  # 2 dense SwiGLU layers
     + 2 * (128 * 4 + 4 * 3 * 128 * 256)  # 2 MoE layers: router + 4 experts
-    + 128 * 256 + 128 * 4 * 80 * 16  # text head, dMel head
+    + 128 * 256 + 128 * 256 + 128 * 4 * 80 * 16  # text head, heard head, dMel head
 )
 TINY_ACTIVE = TINY_TOTAL - 2 * (4 - 2) * 3 * 128 * 256  # a token skips 2 of the 4 experts, 2 layers
 
@@ -67,7 +67,7 @@ def tiny_model():
 
 def test_parameters_by_hand_and_by_the_model(tiny, tiny_model):
     assert tiny.param_counts() == {"total": TINY_TOTAL, "active": TINY_ACTIVE}
-    assert sum(p.numel() for p in tiny_model.parameters()) == TINY_TOTAL == 2_841_344
+    assert sum(p.numel() for p in tiny_model.parameters()) == TINY_TOTAL == 2_874_112
 
 
 def test_training_state_bytes_by_hand(tiny):

@@ -4,7 +4,8 @@ import torch
 
 from minitml.config import get_config
 from minitml.model import InteractionModel
-from minitml.session import Event, EventTracker, Session
+from minitml.protocol import Event
+from minitml.session import EventTracker, Session
 from minitml.stream import PAD
 
 
@@ -177,8 +178,8 @@ def test_greedy_word_asks_speak_now_before_which_word():
 def test_an_attached_background_model_replaces_the_scripted_result(model):
     """A background scenario carries its tool result as scripted text-in; with a background
     model attached, the session must not feed that as well (the model answers, or not)."""
-    from minitml.background import ToolExecutor
     from minitml.world import VOCAB, make_scenario
+    from minitml.world.tools import ToolExecutor
 
     scenario = make_scenario("background", 0)
     first, last = scenario.annotations["call"]["result_turns"]

@@ -82,10 +82,10 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
         val = load_dataset(make_dataset("heldout", 8, 7, kinds=kinds, folder=tmp_path / "v",
                                         progress=False))
         base = get_config("tiny")
-        cfg = base.replace(model=replace(base.model, d_model=64, n_layers=2, d_ff=256),
+        cfg = base.replace(model=replace(base.model, d_model=64, n_layers=2, d_ff=256, heard_head=False),
                            moe=replace(base.moe, d_expert=128))
         tc = TrainConfig(steps=500, batch_size=8, max_turns=40, warmup=20, lr=6e-3, word_weight=10.0,
-                         eval_every=400, out=str(tmp_path / "run"))
+                         reply_weight=1.0, heard_weight=0.0, eval_every=400, out=str(tmp_path / "run"))
         trainer = Trainer(tc, train, val, cfg=cfg, vocab=list(VOCAB))
         history = trainer.fit(progress=False)
         results = evaluate(trainer.model, ["smooth_turn", "pause"], n=8, vocab=list(VOCAB),

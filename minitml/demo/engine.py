@@ -52,7 +52,8 @@ import torch
 
 from minitml.clips import cut
 from minitml.metrics import score
-from minitml.session import Event, Session, Timeline
+from minitml.protocol import RESULT, Event
+from minitml.session import Session, Timeline
 from minitml.world.scenarios import KINDS, make_scenario
 from minitml.world.scenes import LIGHTS, SceneState, render
 from minitml.world.vocab import VOCAB
@@ -76,7 +77,7 @@ def pick_device() -> str:
 
 def load_demo_model(checkpoint=None, device: str | None = None):
     """The shipped checkpoint on the best device: data/small.pt on a GPU if it exists, else data/tiny.pt."""
-    from minitml.model import InteractionModel
+    from minitml.checkpoint import load
 
     device = device or pick_device()
     if checkpoint is None:
@@ -86,7 +87,7 @@ def load_demo_model(checkpoint=None, device: str | None = None):
     if not checkpoint.exists():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}; train one with `python -m minitml train` "
                                 f"and copy out/train/model.pt there")
-    model = InteractionModel.from_checkpoint(checkpoint, map_location=device).to(device)
+    model = load(checkpoint, map_location=device).to(device)
     model.checkpoint = str(checkpoint)
     return model
 
@@ -320,7 +321,7 @@ class DemoEngine:
         if frame is None:
             frame = self._frame(t)
         text_in = self.text_in.get(t)
-        if text_in and self.vocab[text_in[0]] == "<result>":
+        if text_in and self.vocab[text_in[0]] == RESULT:
             self.extra_events.append(Event("background_result", t * n / sr, "scripted: "
                                            + " ".join(self.vocab[i] for i in text_in)))
         # 3. one micro-turn; a refused chunk (NaN, too loud...) is reported and replaced by silence

@@ -53,7 +53,7 @@ class DuplexDemo(anywidget.AnyWidget):
         if model is None:
             model = load_demo_model(checkpoint, device)
         if background == "tools":
-            from minitml.background import ToolExecutor
+            from minitml.world.tools import ToolExecutor
 
             background = ToolExecutor(latency_s=0.5)
         self.engine = DemoEngine(model, background=background, overrun=overrun)

@@ -195,5 +195,6 @@ def to_blocks(example: dict, cfg: Config) -> Blocks:
     for turn, ids in example["text_in"].items():  # more than X words spill into the next turns
         for i in range(0, len(ids), X):
             text_in.setdefault(int(turn) + i // X, []).extend(ids[i:i + X])
+    heard = list(zip(example["user_word_ids"].tolist(), example["user_word_times"][:, 1].tolist()))
     return pack_conversation(cfg, example["user_tokens"].long(), example["assistant_tokens"].long(),
-                             words, patches, text_in)
+                             words, patches, text_in, heard)

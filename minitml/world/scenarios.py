@@ -57,7 +57,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from minitml.config import Config, VisionConfig, get_config
+from minitml.config import AudioConfig, Config, VisionConfig, get_config
+from minitml.protocol import CALL, END_CALL, FAIL, RESULT
 from minitml.world.scenes import COLOURS, LIGHTS, N_BACKDROPS, OBJECTS, SHAPES, SceneState, render_all
 from minitml.world.vocab import number_words, spell, tokenize
 from minitml.world.voices import (
@@ -187,6 +188,9 @@ THING_COLOURS = {"banana": "yellow", "tomato": "red", "lemon": "yellow", "frog":
 ANIMAL_LEGS = {"dog": 4, "cat": 4, "bird": 2, "spider": 8, "horse": 4, "duck": 2, "ant": 6}
 STORY_COLOURS = ("red", "green", "blue", "yellow", "orange", "purple", "white", "pink", "black", "brown")
 QUESTION_GROUPS = ("q_add", "q_minus", "q_after", "q_colour", "q_legs", "q_light", "q_shape", "q_holding")
+# What answering takes: working a number out, or knowing / seeing a fact.
+TOPICS = {"q_add": "arithmetic", "q_minus": "arithmetic", "q_after": "arithmetic", "q_colour": "lookup",
+          "q_legs": "lookup", "q_light": "lookup", "q_shape": "lookup", "q_holding": "lookup"}
 
 
 def _tidy(x):
@@ -221,7 +225,7 @@ class Scenario:
     assistant_words: list[tuple[str, float]]  # the monologue: (word, start s), incl. <call> ... </call>
     text_in: dict[int, list[str]]  # micro-turn -> words arriving as text (at most X per micro-turn)
     annotations: dict  # the ground truth (see make_scenario)
-    micro_turn_ms: int = 200
+    micro_turn_ms: int = AudioConfig.micro_turn_ms  # the micro-turn of the config it was made for
 
     @property
     def duration(self) -> float:
@@ -392,9 +396,10 @@ class _Timeline:
         return turn * self.turn_s
 
     # -- dialogue building blocks ---------------------------------------------
-    def question(self) -> tuple[str, str, list[str]]:
-        """A question the user can ask, the assistant's answer (setting the scene it needs), and
-        the asked-for value in that answer as words: the sum, the colour, the shape, the object."""
+    def question(self) -> tuple[str, str, list[str], str]:
+        """A question the user can ask, the assistant's answer (setting the scene it needs),
+        the asked-for value in that answer as words (the sum, the colour, the shape, the
+        object) and its topic (TOPICS: "arithmetic" or "lookup")."""
         group = self.choice(QUESTION_GROUPS)
         r = self.rng
         if group == "q_add":
@@ -434,11 +439,12 @@ class _Timeline:
             self.scene, self.scene_locked = replace(self.scene, object=obj), True
             s = dict(an_object=an(OBJECTS[obj]))
             value = OBJECTS[obj]
-        return self.template(group, **s), self.line("a" + group[1:], **s), tokenize(value)
+        return self.template(group, **s), self.line("a" + group[1:], **s), tokenize(value), TOPICS[group]
 
-    def asked(self, after: float, value: list[str]) -> None:
-        """Note a reply that must carry `value`: the words the assistant says from `after` on."""
-        self.ann["asked"].append({"after": after, "value": list(value)})
+    def asked(self, after: float, value: list[str], topic: str) -> None:
+        """Note a reply that must carry `value`: the words the assistant says from `after` on.
+        topic: "arithmetic" (worked out), "lookup" (known or seen) or "tool" (a delivered result)."""
+        self.ann["asked"].append({"after": after, "value": list(value), "topic": topic})
 
     # -- the finished dialogue ------------------------------------------------
     def build(self, end: float) -> Scenario:
@@ -487,22 +493,22 @@ class _Timeline:
 def _smooth_turn(tl: _Timeline) -> float:
     a_end = tl.u(0.0, 1.0)
     while not tl.ann["turn_ends"] or (len(tl.ann["turn_ends"]) < 2 and a_end < 5.0):  # 1 or 2 exchanges
-        question, answer, value = tl.question()
+        question, answer, value, topic = tl.question()
         _, e = tl.user(question, a_end + tl.u(0.5, 1.0))
         _, a_end = tl.assistant(answer, e + tl.gap())
         tl.ann["turn_ends"].append(e)
-        tl.asked(e, value)
+        tl.asked(e, value, topic)
         tl.ann["expected_words"] = tokenize(answer)  # the answer to the last turn
     return a_end
 
 
 def _pause(tl: _Timeline) -> float:
     lead = tl.template("pause_lead")
-    question, answer, value = tl.question()
+    question, answer, value, topic = tl.question()
     _, e1 = tl.user(lead + ",", tl.u(0.4, 1.0))  # the comma gives continuation intonation
     s2, e2 = tl.user(question, e1 + tl.u(*PAUSE_RANGE))
     _, a_end = tl.assistant(answer, e2 + tl.gap())
-    tl.asked(e2, value)
+    tl.asked(e2, value, topic)
     tl.ann.update(pauses=[(e1, s2)], turn_ends=[e2], expected_words=tokenize(answer))
     return a_end
 
@@ -553,12 +559,12 @@ def _interruption(tl: _Timeline) -> float:
     _, e = tl.user(request, tl.u(0.4, 1.0))
     a_start = e + tl.gap()
     length = tl.assistant_duration(long_answer)
-    question, answer, value = tl.question()
+    question, answer, value, topic = tl.question()
     bs, be = tl.user(tl.template("barge", q=question), a_start + min(tl.u(*BARGE_AFTER), length - 0.6))
     stop = bs + tl.u(*STOP_DELAY)
     tl.assistant(long_answer, a_start, stop=stop)
     _, a_end = tl.assistant(answer, be + tl.gap())
-    tl.asked(be, value)
+    tl.asked(be, value, topic)
     tl.ann.update(barge_in=(bs, be), assistant_stop=stop, turn_ends=[e, be], expected_words=tokenize(answer))
     return a_end
 
@@ -575,10 +581,10 @@ def _hesitation(tl: _Timeline) -> float:
     turn_ends = [spans[-1][1]]
     expected = tokenize(help_line)
     if tl.chance(0.5):  # the user takes the offer
-        question, answer, value = tl.question()
+        question, answer, value, topic = tl.question()
         _, e = tl.user(tl.template("hesitation_reply", q=question), a_end + tl.gap())
         _, a_end = tl.assistant(answer, e + tl.gap())
-        tl.asked(e, value)
+        tl.asked(e, value, topic)
         turn_ends.append(e)
         expected = tokenize(answer)
     tl.ann.update(hesitations=spans, pauses=[(a[1], b[0]) for a, b in zip(spans, spans[1:])],
@@ -619,7 +625,7 @@ def _visual_cue(tl: _Timeline) -> float:
     said = tl.line("said_" + what, **slots)
     _, a_end = tl.assistant(said, cue + tl.u(*CUE_DELAY))
     names = {"light": LIGHTS, "shape": SHAPES, "object": OBJECTS}[what]
-    tl.asked(cue, tokenize(names[target]))
+    tl.asked(cue, tokenize(names[target]), "lookup")
     tl.ann.update(cue_time=cue, cue_turn=round(cue / tl.turn_s), cue={"what": what, "value": names[target]},
                   distractors=distractors, turn_ends=[e], expected_words=tokenize(said))
     return a_end
@@ -642,10 +648,10 @@ def _background(tl: _Timeline) -> float:
     _, e = tl.user(tl.template("bg_question", a=spell(a), b=spell(b)), tl.u(0.4, 1.0))
     _, check_end = tl.assistant(tl.line("check"), e + tl.gap())
     request = tokenize(f"{spell(a)} times {spell(b)}")
-    issued = tl.monologue(["<call>", *request, "</call>"], check_end + 0.05)
+    issued = tl.monologue([CALL, *request, END_CALL], check_end + 0.05)
     failed = tl.chance(FAIL_RATE)
-    result = ["<fail>"] if failed else number_words(a * b)
-    first, last = tl.text_input(["<result>", *result], issued + tl.u(*RESULT_LATENCY))
+    result = [FAIL] if failed else number_words(a * b)
+    first, last = tl.text_input([RESULT, *result], issued + tl.u(*RESULT_LATENCY))
     delivered = (last + 1) * tl.turn_s  # the whole result is in once input block `last` is
     speak_at = delivered + tl.u(0.05, 0.2)
     turn_ends = [e]
@@ -657,7 +663,7 @@ def _background(tl: _Timeline) -> float:
               else tl.line("bg_answer", a=spell(a), b=spell(b), r=spell(a * b)))
     _, a_end = tl.assistant(answer, speak_at)
     if not failed:
-        tl.asked(delivered, result)
+        tl.asked(delivered, result, "tool")
     tl.ann.update(call={"text": request, "issued": issued, "result": result,
                         "arrived": first * tl.turn_s, "delivered": delivered, "operands": (a, b),
                         "result_turns": (first, last)},
@@ -674,10 +680,10 @@ def _other_speaker(tl: _Timeline) -> float:
         _, end = tl.user(tl.template("other_reply"), end + tl.u(0.3, 0.7), voice=second)
     expected: list[str] = []
     if tl.chance(0.5):  # then the user asks the assistant something
-        question, answer, value = tl.question()
+        question, answer, value, topic = tl.question()
         _, e = tl.user(question, end + tl.u(0.6, 1.2))
         _, end = tl.assistant(answer, e + tl.gap())
-        tl.asked(e, value)
+        tl.asked(e, value, topic)
         tl.ann["turn_ends"] = [e]
         expected = tokenize(answer)
     else:
@@ -699,7 +705,7 @@ def make_scenario(kind: str, seed: int, split: str = "train", cfg: Config | None
     annotations (times in s; keys present where they apply):
       turn_ends [t]                 end of each user turn the assistant answers
       expected_words [w]            the words of the key reply (the answer; [] when it should stay silent)
-      asked [{after, value}]        each reply that must carry a value: the words said from `after` on
+      asked [{after, value, topic}] each reply that must carry a value: the words said from `after` on
                                     (to the next user turn) must hold `value` (metrics.holds)
       pauses [(start, end)]         silences inside a user turn (pause, hesitation): hold the floor
       barge_in (start, end)         the interrupting utterance;  assistant_stop: when it falls silent

@@ -31,9 +31,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from minitml.stream import PAD
-
-SPECIALS = ("<pad>", "<call>", "</call>", "<result>", "<fail>")
+from minitml.protocol import PAD, SPECIALS
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
          "fourteen fifteen sixteen seventeen eighteen nineteen").split()
@@ -43,8 +41,9 @@ VOCAB_FILE = Path(__file__).with_name("vocab.txt")
 VOCAB: list[str] = [w.strip() for w in VOCAB_FILE.read_text().splitlines() if w.strip()]
 _IDS = {w: i for i, w in enumerate(VOCAB)}
 
-if VOCAB[0] != "<pad>" or _IDS["<pad>"] != PAD:
-    raise RuntimeError(f"{VOCAB_FILE} must start with '<pad>' (id {PAD}), it starts with {VOCAB[0]!r}")
+if tuple(VOCAB[:len(SPECIALS)]) != SPECIALS or _IDS["<pad>"] != PAD:
+    raise RuntimeError(f"{VOCAB_FILE} must start with the protocol tokens {SPECIALS} (minitml/protocol.py), "
+                       f"it starts with {VOCAB[:len(SPECIALS)]}")
 if len(_IDS) != len(VOCAB):
     raise RuntimeError(f"{VOCAB_FILE} lists a word twice")
 

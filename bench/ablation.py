@@ -1,0 +1,117 @@
+"""The ablation: each change of the training recipe alone, against the old recipe.
+
+    .venv/bin/python bench/ablation.py [--steps 300] [--n 30] [--arms old,weights,heard,all]
+
+Every arm trains the tiny preset from the same initial weights on the same
+6000 training dialogues, in the same batch order, for the same number of steps
+(the changes cost next to nothing per step, so equal steps are equal wall time;
+the table prints each arm's measured wall time to show it), then plays the same
+held-out scenarios (n per kind, greedy, closed loop) and is scored on the
+benchmark's clips (minitml.metrics). The arms:
+
+    old       the recipe data/tiny.pt was first trained with: every target weighs 1
+    weights   word targets x5, a reply's first word and <call> / </call> x2 on top
+    heard     the heard head: every user word is a target where it ends
+    all       both (the recipe of `make train`)
+
+Each arm writes out/ablation/<arm>/ (checkpoint, history with the probes,
+results.json); an arm whose results.json exists is not run again, and one with a
+last.pt resumes from it. Run it on one thread while the other core does other
+work. The last line is JSON.
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from minitml.config import get_config  # noqa: E402
+from minitml.evaluate import cell, evaluate  # noqa: E402
+from minitml.train import TrainConfig, Trainer  # noqa: E402
+from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
+from minitml.world.scenarios import KINDS  # noqa: E402
+from minitml.world.vocab import VOCAB  # noqa: E402
+
+ARMS = {
+    "old": dict(word_weight=1.0, reply_weight=1.0, heard_weight=0.0),
+    "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0),
+    "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0),
+    "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0),
+}
+
+COLUMNS = [  # (kind, metric) of the table, beside the probes
+    ("all", "right"), ("all", "right_chance"), ("smooth_turn", "took_turn"), ("smooth_turn", "latency"),
+    ("pause", "took_turn"), ("visual_cue", "on_time"), ("timer", "on_time"), ("background", "called"),
+    ("background", "right"), ("interruption", "speaking_at_barge_in"),
+]
+
+
+def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
+    folder = out / name
+    done = folder / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    tc = TrainConfig(steps=steps, eval_every=50, out=str(folder), **ARMS[name])
+    cfg = get_config(tc.preset)  # the arms without the heard loss have no heard head either
+    cfg = cfg.replace(model=replace(cfg.model, heard_head=tc.heard_weight > 0))
+    trainer = Trainer(tc, train, val, cfg=cfg, vocab=list(VOCAB))
+    if (folder / "last.pt").exists():
+        trainer.resume(folder / "last.pt")
+    history = trainer.fit(progress=False)
+    legs = [h for i, h in enumerate(history)  # the last step of each fit call (resumed runs: several)
+            if i + 1 == len(history) or history[i + 1]["elapsed_s"] < h["elapsed_s"]]
+    start = time.perf_counter()
+    results = evaluate(trainer.model, KINDS, n, thresholds=(), progress=False)
+    val_row = [h for h in history if "val_loss" in h][-1]
+    record = {"arm": name, **ARMS[name], "steps": steps,
+              "train_s": round(sum(h["elapsed_s"] for h in legs), 1),
+              "eval_s": round(time.perf_counter() - start, 1),
+              "tokens": sum(h["tokens"] for h in history),
+              "probes": {k: v for k, v in val_row.items() if k.startswith("probe_")},
+              "results": results}
+    done.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--n", type=int, default=30, help="held-out scenarios per kind")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--out", default="out/ablation")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--record", default=None,
+                   help="also write the table's figures here as JSON (data/ablation.json is the README's)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tc = TrainConfig()
+    train = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
+    val = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
+    records = [run_arm(a, args.steps, args.n, Path(args.out), train, val) for a in args.arms.split(",")]
+    print(f"{args.steps} steps per arm (batch {tc.batch_size}), {args.n} held-out scenarios per kind")
+    head = ["arm", "train min", "probe value", "probe heard"] + [f"{k} {m}" for k, m in COLUMNS]
+    print(" | ".join(head))
+    for r in records:
+        p_ = r["probes"]
+        heard = f"{p_['probe_heard']:.2f}" if "probe_heard" in p_ else "-"
+        cells = [r["arm"], f"{r['train_s'] / 60:.0f}", f"{p_['probe_value']:.2f} (n={p_['probe_value_n']})",
+                 heard] + [cell(r["results"][k]["model"], m) for k, m in COLUMNS]
+        print(" | ".join(cells))
+    table = [{**{k: v for k, v in r.items() if k != "results"},
+              "model": {f"{k}.{m}": r["results"][k]["model"].get(m) for k, m in COLUMNS},
+              "counts": {f"{k}.{m}": cell(r["results"][k]["model"], m) for k, m in COLUMNS}}
+             for r in records]
+    if args.record:
+        Path(args.record).write_text(json.dumps({"steps": args.steps, "n": args.n, "arms": table},
+                                                indent=1) + "\n")
+    print(json.dumps([{k: v for k, v in r.items() if k != "results"} for r in records]))
+
+
+if __name__ == "__main__":
+    main()

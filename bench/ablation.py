@@ -5,7 +5,8 @@
 Every arm trains the tiny preset from the same initial weights on the same
 6000 training dialogues, in the same batch order, for the same number of steps
 (the changes cost next to nothing per step, so equal steps are equal wall time;
-the table prints each arm's measured wall time to show it), then plays the same
+the table prints each arm's measured wall time to show it), with the same cosine
+learning-rate schedule, then plays the same
 held-out scenarios (n per kind, greedy, closed loop) and is scored on the
 benchmark's clips (minitml.metrics). The arms:
 
@@ -57,7 +58,8 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
     done = folder / "results.json"
     if done.exists():
         return json.loads(done.read_text())
-    tc = TrainConfig(steps=steps, eval_every=50, out=str(folder), **ARMS[name])
+    tc = TrainConfig(steps=steps, eval_every=50, schedule="cosine", keep_every=0, out=str(folder),
+                     **ARMS[name])
     cfg = get_config(tc.preset)  # the arms without the heard loss have no heard head either
     cfg = cfg.replace(model=replace(cfg.model, heard_head=tc.heard_weight > 0))
     trainer = Trainer(tc, train, val, cfg=cfg, vocab=list(VOCAB))

@@ -65,6 +65,7 @@ import torch
 
 from minitml.clips import cut
 from minitml.metrics import heard_rows, score, score_folder, summarize
+from minitml.protocol import unnamed
 from minitml.session import Session, plot_channels
 from minitml.world.export import export_fdb
 from minitml.world.scenarios import make_scenario
@@ -88,7 +89,7 @@ def run_model(model, scenario, vocab: list[str] | None = None, temperature: floa
     if vocab is None:  # the checkpoint's vocabulary, else the toy world's
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
     # ids the vocabulary does not name (an untrained model says them) are silent tokens
-    vocab = list(vocab) + [f"<unused{i}>" for i in range(len(vocab), model.cfg.model.text_vocab_size)]
+    vocab = list(vocab) + [unnamed(i) for i in range(len(vocab), model.cfg.model.text_vocab_size)]
     index = {w: i for i, w in enumerate(vocab)}
     missing = sorted({w for ws in scenario.text_in.values() for w in ws if w not in index})
     if missing:

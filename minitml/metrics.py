@@ -16,7 +16,7 @@ figures against a reader that knows only the folder files and the published rule
 The benchmark's rules, on output.json's chunks (what its scripts read):
 
     takeover   the chunks, first start to last end, last at least 1 s or are more
-               than 3 words (TURN_S, TURN_WORDS); no chunks: no takeover
+               than 3 words (protocol.is_takeover); no chunks: no takeover
     latency    start of the first chunk minus the cue, clipped at 0, over takeovers
                (cue: turn_taking.json timestamp[0]; interrupt.json timestamp[1])
 
@@ -59,10 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitml.clips import Clip, View, cut, heard_view, monologue_view
-from minitml.protocol import CALL
+from minitml.protocol import CALL, is_takeover
 from minitml.world.vocab import number_words
 
-TURN_S, TURN_WORDS = 1.0, 3  # a takeover lasts >= 1 s or has > 3 words
 GAP_S = 0.25  # silence that ends a speech segment (as session.EventTracker)
 STOP_WITHIN_S = 0.4
 ON_TIME_S = {"visual_cue": 0.6, "timer": 0.5}
@@ -74,8 +73,7 @@ def took_turn(chunks: list[dict]) -> bool:
     """The benchmark's rule on a response: at least 1 s from first start to last end, or > 3 words."""
     if not chunks:
         return False
-    duration = chunks[-1]["timestamp"][1] - chunks[0]["timestamp"][0]
-    return duration >= TURN_S or len(chunks) > TURN_WORDS
+    return is_takeover(chunks[-1]["timestamp"][1] - chunks[0]["timestamp"][0], len(chunks))
 
 
 def latency(chunks: list[dict], cue: float) -> float:
@@ -91,7 +89,7 @@ class Segment:
 
     @property
     def took_turn(self) -> bool:
-        return self.end - self.start >= TURN_S - 1e-6 or len(self.words) > TURN_WORDS
+        return is_takeover(self.end - self.start, len(self.words))
 
 
 def segments(spans, lo: float = 0.0, hi: float = float("inf"), gap: float = GAP_S) -> list[Segment]:

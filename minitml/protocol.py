@@ -14,8 +14,9 @@ Every vocabulary starts with these five, in this order (minitml/world/vocab.txt
 does). The words between CALL and END_CALL are silent too: they go to the
 background model, not to the speaker.
 
-`Event` is one line of a session's log: what happened, and when on the
-session clock.
+`is_takeover` is the benchmark's rule for what a stretch of speech was (the
+session's events and the metrics both use it); `Event` is one line of a
+session's log: what happened, and when on the session clock.
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ SPECIALS = ("<pad>", "<call>", "</call>", "<result>", "<fail>")  # ids 0..4 of e
 _, CALL, END_CALL, RESULT, FAIL = SPECIALS
 
 
-def is_special(word: str) -> bool:
-    """A protocol token (never spoken): "<call>", "<pad>", ... but not "call"."""
-    return word in SPECIALS
+def unnamed(word_id: int) -> str:
+    """The name of an id past the end of the vocabulary (an untrained model says them):
+    "<unused250>", bracketed like a protocol token, so it is never spoken either."""
+    return f"<unused{word_id}>"
+
+
+# Full-Duplex-Bench's rule for what a stretch of speech was: a takeover lasts at least
+# TURN_S from its first word's start to its last word's end, or has more than TURN_WORDS
+# words; anything shorter is a backchannel. The session's events and the metrics share it.
+TURN_S, TURN_WORDS = 1.0, 3
+
+
+def is_takeover(duration_s: float, n_words: int) -> bool:
+    """The benchmark's rule (TURN_S, TURN_WORDS); durations are sums of floats, so 1 s
+    counts with a margin far below one 50 ms slot."""
+    return duration_s >= TURN_S - 1e-6 or n_words > TURN_WORDS
 
 
 @dataclass

@@ -47,7 +47,7 @@ from minitml.background import Handoff
 from minitml.dmel import DMel, DMelHead, DMelStream, StreamVocoder, check_wave
 from minitml.model import InteractionModel
 from minitml.patches import patchify
-from minitml.protocol import CALL, Event
+from minitml.protocol import CALL, Event, is_takeover, unnamed
 from minitml.stream import PAD, Blocks, empty_blocks
 
 
@@ -91,9 +91,7 @@ class EventTracker:
                 events.append(Event("speech_start", slot_time))
             self.last_speech = slot_time
             self.n_words += int(word)
-            # (slot times are sums of floats: compare with a margin far below one slot)
-            long_enough = slot_time + slot_s - self.start >= 1.0 - 1e-6 or self.n_words > 3
-            if long_enough and not self.took_turn:
+            if is_takeover(slot_time + slot_s - self.start, self.n_words) and not self.took_turn:
                 self.took_turn = True
                 events.append(Event("took_turn", self.start))
         elif self.start is not None and slot_time - self.last_speech >= self.gap_s - 1e-6:
@@ -345,7 +343,7 @@ class Session:
             word = int(blk.out_text[0, 0, j])
             when = play_start + j * slot_s
             if word != PAD:
-                name = self.vocab[word] if self.vocab and word < len(self.vocab) else f"<{word}>"
+                name = self.vocab[word] if self.vocab and word < len(self.vocab) else unnamed(word)
                 words.append((name, when))
                 if self.handoff is not None:  # collects the call words; submits at </call>
                     try:

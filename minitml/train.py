@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,7 +70,9 @@ class TrainConfig:
     max_turns: int = 70  # longer conversations are cropped (70 micro-turns = 14 s: none is)
     steps: int = 1500  # optimiser steps
     lr: float = 3e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    schedule: str = "wsd"  # "wsd" (warm-up, stable, decay) or "cosine" (warm-up, then a cosine)
+    decay: float = 0.2  # wsd: the share of the steps at the end that decay to the floor
+    min_lr_ratio: float = 0.1  # the schedule ends at lr * min_lr_ratio
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm
@@ -80,6 +83,7 @@ class TrainConfig:
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
     eval_every: int = 100  # steps between validations (and checkpoints)
+    keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
     seed: int = 0  # model init and batch order
     device: str = "auto"  # "auto": cuda if available, else cpu
     precision: str = "auto"  # "auto" (bf16 on a GPU, fp32 on a CPU), "bf16" or "fp32"
@@ -90,12 +94,29 @@ class TrainConfig:
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up to tc.lr, then a cosine down to tc.lr * tc.min_lr_ratio."""
+    """The learning rate of a step: a linear warm-up to tc.lr, then
+
+    cosine  a cosine from tc.lr down to tc.lr * tc.min_lr_ratio at the last step;
+    wsd     tc.lr held (stable) until the last `decay` share of the steps, then the same
+            cosine down to the floor over those. The stable part does not depend on
+            tc.steps, so a run of any length is the same run until its decay starts: a
+            checkpoint from the stable part resumes into a shorter run's decay, or on into
+            a longer one (keep_every keeps those checkpoints)."""
+    if tc.schedule not in ("wsd", "cosine"):
+        raise ValueError(f"schedule must be 'wsd' or 'cosine', got {tc.schedule!r}")
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
-    progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    start = tc.warmup if tc.schedule == "cosine" else decay_start(tc)
+    if step < start:
+        return tc.lr
+    progress = min(1.0, (step - start) / max(1, tc.steps - start))
     floor = tc.lr * tc.min_lr_ratio
     return floor + (tc.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def decay_start(tc: TrainConfig) -> int:
+    """wsd: the first step of the decay (the stable part is [warmup, decay_start))."""
+    return max(tc.warmup, tc.steps - round(tc.decay * tc.steps))
 
 
 def collate(items: list[Blocks], cfg: Config, max_turns: int, turns: int | None = None) -> Blocks:
@@ -392,6 +413,9 @@ class Trainer:
                 row.update(self.validate())
                 self.history.append(row)
                 self.save(out / "last.pt")
+                if main and self.tc.keep_every and self.step % self.tc.keep_every == 0 \
+                        and not self.dist.sharded:
+                    shutil.copyfile(out / "last.pt", out / f"step{self.step}.pt")
                 if main:
                     plot_losses(self.history, out / "losses.png")
             else:

@@ -449,14 +449,15 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.legend(fontsize=8)
-    for key in ("probe_reply", "probe_value", "probe_words", "probe_heard"):
-        if val and key in val[-1]:
-            probes.plot([h["step"] for h in val], [h[key] for h in val], "o-",
-                        label=f"{key[6:]} (n={val[-1][key + '_n']})")
+    shown = [k for k in ("probe_reply", "probe_value", "probe_words", "probe_heard") if val and k in val[-1]]
+    for key in shown:
+        probes.plot([h["step"] for h in val if key in h], [h[key] for h in val if key in h], "o-",
+                    label=f"{key[6:]} (n={val[-1][key + '_n']})")
     probes.set_xlabel("step")
     probes.set_ylabel("held-out accuracy, teacher-forced")
     probes.set_ylim(0, 1)
-    probes.legend(fontsize=8)
+    if shown:
+        probes.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -130,14 +130,14 @@ def test_loss_weights_and_the_heard_head():
     cfg = get_config("tiny")
     torch.manual_seed(0)
     blocks = random_blocks(cfg, 3, batch_size=2)
-    model = InteractionModel(cfg)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_head=False)))
     with pytest.raises(ValueError, match="heard_head"):
         model.loss(blocks, heard_weight=1.0)
     plain = model.loss(blocks)
     weighted = model.loss(blocks, word_weight=5.0, reply_weight=2.0, decision_ids=(1, 2))
     assert not torch.equal(plain["text"], weighted["text"])
     assert "heard" not in plain
-    listening = InteractionModel(cfg.replace(model=replace(cfg.model, heard_head=True)))
+    listening = InteractionModel(cfg)  # the tiny preset has the heard head
     out = listening(blocks)
     assert out.heard_logits.shape == (2, 3, 4, 256)
     losses = listening.loss(blocks, heard_weight=0.5, out=out)

@@ -205,7 +205,7 @@ def test_training_step_lowers_the_loss_and_reaches_every_parameter():
     model = InteractionModel(cfg)
     blocks = random_blocks(cfg, 4, batch_size=2)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = model.loss(blocks)
+    first = model.loss(blocks, heard_weight=1.0)  # every head, the heard head too
     first["loss"].backward()
     untouched = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     # only experts that received no tokens in this batch may have no gradient
@@ -213,8 +213,8 @@ def test_training_step_lowers_the_loss_and_reaches_every_parameter():
     for _ in range(30):
         opt.step()
         opt.zero_grad()
-        model.loss(blocks)["loss"].backward()
-    assert model.loss(blocks)["loss"].item() < first["loss"].item() - 1.0
+        model.loss(blocks, heard_weight=1.0)["loss"].backward()
+    assert model.loss(blocks, heard_weight=1.0)["loss"].item() < first["loss"].item() - 1.0
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):

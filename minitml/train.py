@@ -453,6 +453,9 @@ def plot_losses(history: list[dict], path: Path) -> None:
     for key in shown:
         probes.plot([h["step"] for h in val if key in h], [h[key] for h in val if key in h], "o-",
                     label=f"{key[6:]} (n={val[-1][key + '_n']})")
+    if "probe_heard" in shown and "probe_heard_chance" in val[-1]:  # the control beside the head
+        probes.axhline(val[-1]["probe_heard_chance"], color="tab:red", ls=":", lw=1,
+                       label="heard: always the commonest word")
     probes.set_xlabel("step")
     probes.set_ylabel("held-out accuracy, teacher-forced")
     probes.set_ylim(0, 1)

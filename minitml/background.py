@@ -10,7 +10,7 @@ micro-turns tick every 200 ms, the background job takes as long as it takes.
     out = session.step(chunk)        # never waits for the background job
     session.handoff.calls            # every call: its words, status, latency
 
-The handoff protocol, in the token stream (DESIGN.md "The token stream"):
+The handoff protocol, in the token stream (minitml/protocol.py names its tokens):
 
 1. **Call.** The model says, in its monologue (silent tokens, one 50 ms slot
    each), `<call> thirty seven times forty nine </call>`. At `</call>` the

@@ -26,7 +26,7 @@ def _require(ok: bool, message: str) -> None:
 
 
 # ----------------------------------------------------------------------------
-# Audio: the dMel recipe (see DESIGN.md "dMel, exactly")
+# Audio: the dMel recipe (minitml/dmel.py derives each step)
 # ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AudioConfig:
@@ -237,7 +237,7 @@ class Config:
 
     # -- the micro-turn block -------------------------------------------------
     def layout(self) -> dict[str, int]:
-        """Positions of one 200 ms micro-turn (DESIGN.md "The token stream")."""
+        """Positions of one 200 ms micro-turn (minitml/stream.py, `BlockLayout`)."""
         P = self.vision.n_patches
         A = self.audio.tokens_per_micro_turn
         X = self.model.text_in_slots

@@ -2,7 +2,7 @@
 
 The monologue and the text-in slots carry one word id per position. A few ids
 are not words anyone says; they are the protocol between the interaction
-model, the background model and the loop (DESIGN.md "The token stream"):
+model, the background model and the loop (minitml/stream.py lays out the stream):
 
     PAD      <pad>     id 0: nothing: a silent 50 ms slot, an empty text-in slot
     CALL     <call>    the model starts a request to the background model ...

@@ -1,6 +1,6 @@
 """The micro-turn block: how 200 ms of seeing, hearing and speaking become positions.
 
-Every micro-turn t is one fixed block of L positions (DESIGN.md "The token stream"):
+Every micro-turn t is one fixed block of L positions (docs/design.md follows one through the model):
 
     [ P patches | A user audio | X text in | A model out ]      L = P + A + X + A
       the frame   200 ms heard    tool       what the model says

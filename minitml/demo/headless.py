@@ -31,7 +31,7 @@ from minitml.metrics import score
 from minitml.world.scenarios import KINDS
 
 GAP_S = 0.6  # silence between two conversations in the wav
-WANTED = {  # what the right behaviour is (DESIGN.md's table), for the report
+WANTED = {  # what the right behaviour is (the kinds of world/scenarios.py), for the report
     "smooth_turn": "answer soon after the end of the turn",
     "pause": "hold the floor in a mid-sentence pause",
     "backchannel": "short mm-hms during a story, no takeover",

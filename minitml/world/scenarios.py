@@ -6,8 +6,7 @@ ideal assistant says on the same clock (its audio and its inner-monologue
 words), the video (one `SceneState` per 200 ms micro-turn), text arriving in
 the text-in slots, and the ground truth a metric needs (`annotations`).
 
-The nine kinds (DESIGN.md, "The toy duplex world") and what the scripted
-assistant does:
+The nine kinds and what the scripted assistant does:
 
     smooth_turn    a question -> the answer after a gap ~ N(0.2, 0.08) s, clipped to [0.05, 0.5]
     pause          "so tell me, <0.6-1.5 s> what is ..." -> silent in the pause, answers after the end

@@ -90,15 +90,14 @@ def run_model(model, scenario, vocab: list[str] | None = None, temperature: floa
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
     # ids the vocabulary does not name (an untrained model says them) are silent tokens
     vocab = list(vocab) + [unnamed(i) for i in range(len(vocab), model.cfg.model.text_vocab_size)]
-    index = {w: i for i, w in enumerate(vocab)}
-    missing = sorted({w for ws in scenario.text_in.values() for w in ws if w not in index})
+    known = set(vocab)  # refused before the run starts, not at the micro-turn that needs them
+    missing = sorted({w for ws in scenario.text_in.values() for w in ws if w not in known})
     if missing:
         raise ValueError(f"text-in words not in the vocabulary: {missing}")
-    text_in = {t: [index[w] for w in ws] for t, ws in scenario.text_in.items()}
     session = Session(model, overrun="ignore", temperature=temperature, vocab=vocab,
                       speak_threshold=speak_threshold)
     timeline = session.run(scenario.user_audio, frames=scenario.frames(model.cfg.vision),
-                           text_in=text_in)
+                           text_in=scenario.text_in)  # words: the session maps them to ids
     return timeline.words, timeline.model_audio
 
 

@@ -148,7 +148,7 @@ class DemoEngine:
     def _clear(self):
         self.scenario = None
         self.frames = None  # (n_turns, H, W, 3) the scenario's video
-        self.text_in: dict[int, list[int]] = {}
+        self.text_in: dict[int, list[str]] = {}  # scripted: the scenario's text-in words
         self.scene = SceneState(light=LIGHTS.index("red"))  # what the camera sees without a webcam
         self.light: int | None = None  # a light the "light" button set (overrides the scenario's)
         self.inject = np.zeros(0, dtype=np.float32)  # user speech still to be mixed into the input
@@ -200,8 +200,7 @@ class DemoEngine:
                 raise ValueError(f"unknown scenario kind {kind!r}; expected one of {KINDS}")
             self.scenario = make_scenario(kind, seed, "heldout", self.cfg)
             self.frames = self.scenario.frames(self.vision)
-            index = {w: i for i, w in enumerate(self.vocab)}
-            self.text_in = {t: [index[w] for w in ws] for t, ws in self.scenario.text_in.items()}
+            self.text_in = self.scenario.text_in  # words: the session maps them to ids
             transcript = [list(row) for row in self.scenario.annotations["transcript"]]
             n_turns = self.scenario.n_turns
         return [({"type": "started", "mode": mode, "kind": kind, "seed": seed, "n_turns": n_turns,
@@ -321,9 +320,8 @@ class DemoEngine:
         if frame is None:
             frame = self._frame(t)
         text_in = self.text_in.get(t)
-        if text_in and self.vocab[text_in[0]] == RESULT:
-            self.extra_events.append(Event("background_result", t * n / sr, "scripted: "
-                                           + " ".join(self.vocab[i] for i in text_in)))
+        if text_in and text_in[0] == RESULT:
+            self.extra_events.append(Event("background_result", t * n / sr, "scripted: " + " ".join(text_in)))
         # 3. one micro-turn; a refused chunk (NaN, too loud...) is reported and replaced by silence
         try:
             out = self.session.step(torch.from_numpy(audio), frame, text_in)

@@ -177,18 +177,23 @@ def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
     return mask.view(turns, A)
 
 
-def probe_counts(out, blocks: Blocks, values: torch.Tensor) -> list[tuple[str, int, int]]:
-    """[(probe, targets predicted right, targets)] of one teacher-forced batch (argmax)."""
+def probe_counts(out, blocks: Blocks, values: torch.Tensor) -> list[tuple[str, int, int, torch.Tensor]]:
+    """[(probe, targets predicted right, targets, (V,) count of each target id)] of one
+    teacher-forced batch (argmax). The counts give each probe's control: always guessing
+    the commonest target scores max(counts) / sum(counts)."""
     guess = out.text_logits.argmax(-1)  # (B, T, A)
     target = blocks.out_text
     right = guess == target
     words = target != PAD
     rows = [("probe_reply", reply_starts(target)), ("probe_value", values & words), ("probe_words", words)]
-    counts = [(name, int((right & m).sum()), int(m.sum())) for name, m in rows]
+    V = out.text_logits.shape[-1]
+    counts = [(name, int((right & m).sum()), int(m.sum()), torch.bincount(target[m].cpu(), minlength=V))
+              for name, m in rows]
     if out.heard_logits is not None:
         heard = blocks.heard_text != PAD
         counts.append(("probe_heard", int(((out.heard_logits.argmax(-1) == blocks.heard_text)
-                                            & heard).sum()), int(heard.sum())))
+                                            & heard).sum()), int(heard.sum()),
+                       torch.bincount(blocks.heard_text[heard].cpu(), minlength=V)))
     return counts
 
 
@@ -309,14 +314,14 @@ class Trainer:
             probe_reply      a reply's first word (greedy argmax, given the true past)
             probe_value      the asked-for value words of each reply (the colour, the sum)
             probe_words      every monologue word
-            probe_heard      the heard head naming each user word where it ends, beside
-                             probe_heard_chance: always naming the commonest user word
+            probe_heard      the heard head naming each user word where it ends
 
-        Each probe_* rate comes with probe_*_n, the number of targets it counts."""
+        Each probe_* rate comes with probe_*_n, the number of targets it counts, and
+        probe_*_chance, its control: always guessing the commonest of those targets."""
         self.model.eval()
         totals: dict[str, float] = {}
         hits: dict[str, int] = {}
-        heard_ids = torch.zeros(self.cfg.model.text_vocab_size, dtype=torch.long)  # user words heard
+        seen: dict[str, torch.Tensor] = {}  # per probe, how often each target id came
         # Sharded, every batch must split evenly: drop the last n % world conversations.
         n = len(self.val_examples) - len(self.val_examples) % self.dist.world_size
         for start in range(0, n, self.tc.batch_size):
@@ -330,11 +335,10 @@ class Trainer:
             mine = global_batch_slice(indices, self.dist)
             values = torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns)
                                   for i in mine]).to(self.device)
-            for name, n_hit, n_all in probe_counts(out, blocks, values):
+            for name, n_hit, n_all, ids in probe_counts(out, blocks, values):
                 hits[name] = hits.get(name, 0) + n_hit
                 hits[name + "_n"] = hits.get(name + "_n", 0) + n_all
-            heard = blocks.heard_text[blocks.heard_text != PAD]
-            heard_ids = heard_ids + torch.bincount(heard.cpu(), minlength=len(heard_ids))
+                seen[name] = seen.get(name, 0) + ids
         totals = mean_over_processes(totals, self.dist)  # each process saw 1/world of every batch
         keys = sorted(hits)  # counts add up over the processes' shares
         summed = sum_over_processes(torch.tensor([hits[k] for k in keys], device=self.device), self.dist)
@@ -343,9 +347,9 @@ class Trainer:
         for name in [k for k in hits if not k.endswith("_n")]:
             row[name] = hits[name] / max(1, hits[name + "_n"])
             row[name + "_n"] = hits[name + "_n"]
-        if "probe_heard" in row:  # the control: always guessing the commonest user word
-            heard_ids = sum_over_processes(heard_ids.to(self.device), self.dist)
-            row["probe_heard_chance"] = float(heard_ids.max() / heard_ids.sum().clamp(min=1))
+        for name, ids in sorted(seen.items()):  # the control: always guessing the commonest target
+            ids = sum_over_processes(ids.to(self.device), self.dist)
+            row[name + "_chance"] = float(ids.max() / ids.sum().clamp(min=1))
         return row
 
     # -- checkpoints ---------------------------------------------------------------------

@@ -52,7 +52,7 @@ import os
 
 FAST = os.environ.get("MINITML_FAST") == "1"  # the test suite runs a shrunken version
 KINDS = ["smooth_turn"]  # the easy subset: the user asks, the assistant answers
-N_TRAIN = 64 if FAST else 1000  # training dialogues (listening needs many voices, section 5)
+N_TRAIN = 64 if FAST else 1000  # training dialogues (as many as tests/test_train.py uses)
 STEPS = 40 if FAST else 500  # optimiser steps (about 4 minutes on one CPU core in full)
 WORD_WEIGHT = 10.0  # a word target counts this much against a PAD target (section 3)
 STAGES = 3  # listen to the model this many times while it learns
@@ -214,9 +214,8 @@ display(Image(WORK / "losses.png"))
 #
 # Below: what the trained head names at the end of each word of a held-out dialogue (a voice
 # it never heard), and the probe over all held-out dialogues beside its control, always
-# naming the commonest user word. Listening needs many voices: trained on 200 dialogues the
-# head memorises them and stays near the control on new ones; on 1000 it generalises
-# (`tests/test_train.py` asserts half as often again as the control).
+# naming the commonest user word (`tests/test_train.py` asserts half as often again as the
+# control, on 1000 training dialogues).
 
 # %%
 heard_example = to_blocks(val_set[0], cfg)

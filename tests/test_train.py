@@ -93,13 +93,13 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     turn: it takes the turn in at
     most 3 of 8 pauses, and at most half as often as after a question. (It learns *when*,
     not *what*: its replies are not checked here.) Training on a CPU with a fixed thread
-    count is deterministic. The run also trains the heard head on every user word (on 200
-    dialogues it only memorises their voices; on 1000 it generalises to new ones).
+    count is deterministic. The run also trains the heard head on every user word.
+    `pytest -s` prints the figures.
     """
     from dataclasses import replace
 
     from minitml.config import get_config
-    from minitml.evaluate import evaluate
+    from minitml.evaluate import cell, evaluate
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -122,6 +122,12 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     finally:
         torch.set_num_threads(threads)
     first, last = history[0], history[-1]
+    turn, pause = results["smooth_turn"], results["pause"]
+    print(f"\nheard head {last['probe_heard']:.2f} of {last['probe_heard_n']} held-out user words "
+          f"(always the commonest: {last['probe_heard_chance']:.2f}); "
+          + "; ".join(f"{kind} {system} " + ", ".join(f"{m} {cell(results[kind][system], m)}"
+                                                    for m in ("took_turn", "latency", "right"))
+                      for kind in ("smooth_turn", "pause") for system in results[kind]))
     said = ("text", "mel")  # the losses of what it says; the heard loss is checked below
     assert sum(last[f"val_{k}"] for k in said) < 0.25 * sum(first[k] for k in said), (first, last)
     # Listening: on held-out voices the heard head names the user's words at least half as
@@ -129,7 +135,6 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     assert last["probe_heard_n"] >= 150, last
     assert last["probe_heard"] > 1.5 * last["probe_heard_chance"], (last["probe_heard"],
                                                                       last["probe_heard_chance"])
-    turn, pause = results["smooth_turn"], results["pause"]
     assert turn["model"]["took_turn"] >= 0.75, turn["model"]
     assert turn["model"]["latency"] < turn["walkie_talkie_0.8"]["latency"], turn
     assert pause["model"]["took_turn"] <= 3 / 8, pause["model"]

@@ -146,6 +146,16 @@ def random_blocks(cfg: Config, n_turns: int, batch_size: int = 1, seed: int = 0)
     )
 
 
+def output_slot(cfg: Config, start_s: float) -> int:
+    """The output token (counted over the whole conversation, A per micro-turn) whose
+    target is a monologue word starting at `start_s`: the 50 ms slot the word starts in,
+    shifted one micro-turn earlier, because output t is played during input t + 1.
+    Negative for words in the first 200 ms, which are never targets."""
+    A = cfg.audio.tokens_per_micro_turn
+    slot_s = cfg.audio.micro_turn_ms / 1000 / A
+    return int(start_s / slot_s + 1e-9) - A
+
+
 def pack_conversation(
     cfg: Config,
     user_tokens: torch.Tensor,
@@ -181,7 +191,7 @@ def pack_conversation(
     b.out_audio[0, : T - 1] = shifted.reshape(T - 1, A, k, -1)  # output t: [200(t+1), 200(t+2))
     slot_s = cfg.audio.micro_turn_ms / 1000 / A  # 50 ms per output token
     for word, start in model_words or []:
-        slot = int(start / slot_s + 1e-9) - A  # the 50 ms slot the word starts in, shifted
+        slot = output_slot(cfg, start)
         if 0 <= slot < T * A:
             b.out_text[0, slot // A, slot % A] = word
     if frames is not None:

@@ -55,7 +55,7 @@ from minitml.expert_parallel import check_layout
 from minitml.model import REPLY_GAP_SLOTS, InteractionModel, heard_weights, reply_starts, word_weights
 from minitml.moe import MoE
 from minitml.protocol import CALL, END_CALL, PAD
-from minitml.stream import Blocks, empty_blocks
+from minitml.stream import Blocks, empty_blocks, output_slot
 
 DECISIONS = (CALL, END_CALL)  # words weighted like a reply's first word
 
@@ -171,7 +171,7 @@ def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
         for k, (i, t) in enumerate(reply):
             if k > 0 and t - reply[k - 1][1] >= gap_s:
                 break  # the reply is over
-            slot = int(t / slot_s + 1e-9) - A  # shifted one micro-turn, as pack_conversation does
+            slot = output_slot(cfg, t)
             if i in value and 0 <= slot < turns * A:
                 mask[slot] = True
     return mask.view(turns, A)

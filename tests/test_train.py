@@ -139,3 +139,24 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     assert turn["model"]["latency"] < turn["walkie_talkie_0.8"]["latency"], turn
     assert pause["model"]["took_turn"] <= 3 / 8, pause["model"]
     assert pause["model"]["took_turn"] <= 0.5 * turn["model"]["took_turn"], (pause["model"], turn["model"])
+
+
+def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
+    """The value probe's mask sits on the packed word targets, and on value words only."""
+    import json
+
+    from minitml.config import get_config
+    from minitml.train import value_targets
+    from minitml.world.dataset import to_blocks
+    from minitml.world.vocab import word_id
+
+    cfg = get_config("tiny")
+    marked = 0
+    for example in data[0]:
+        blocks = to_blocks(example, cfg)
+        mask = value_targets(example, cfg, blocks.n_turns)
+        values = {word_id(w) for a in json.loads(example["annotations"])["asked"] for w in a["value"]}
+        targets = blocks.out_text[0][mask]
+        assert all(int(w) in values for w in targets), targets
+        marked += int(mask.sum())
+    assert marked > 0

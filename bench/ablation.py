@@ -48,7 +48,8 @@ ARMS = {
 
 COLUMNS = [  # (kind, metric) of the table, beside the probes
     ("all", "right"), ("all", "right_chance"), ("smooth_turn", "took_turn"), ("smooth_turn", "latency"),
-    ("pause", "took_turn"), ("visual_cue", "on_time"), ("timer", "on_time"), ("background", "called"),
+    ("pause", "took_turn"), ("backchannel", "took_turn"), ("hesitation", "offered_help"),
+    ("visual_cue", "on_time"), ("timer", "on_time"), ("background", "called"),
     ("background", "right"), ("interruption", "speaking_at_barge_in"),
 ]
 

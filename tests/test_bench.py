@@ -44,3 +44,20 @@ def test_background_bench_reports_both_phases():
         assert 0 < row[f"median_ms_{phase}"] <= row[f"p99_ms_{phase}"]
     assert row["ratio"] == pytest.approx(row["p99_ms_busy"] / row["p99_ms_idle"], rel=1e-2)
     assert row["worker_cpu_share_idle"] < row["worker_cpu_share_busy"]  # it computed only when sent calls
+
+
+def test_shapes_bench_measures_each_shape_against_the_old_recipe(tmp_path):
+    """bench/shapes.py at toy sizes: both phases run, and the rows are the shapes asked for."""
+    result = subprocess.run(
+        [sys.executable, "bench/shapes.py", "--shapes", "old,tiny", "--train-dialogues", "6",
+         "--val-dialogues", "3", "--batch-size", "2", "--rounds", "1", "--steps", "1",
+         "--minutes", "0.02", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    old, tiny = json.loads(result.stdout.strip().splitlines()[-1])
+    cfg = get_config("tiny").model
+    assert tiny["params"] - old["params"] == cfg.d_model * cfg.text_vocab_size  # the heard head
+    for row in (old, tiny):
+        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1 and row["steps"] >= 1
+        assert "probe_value" in row and "val_loss" in row
+    assert "probe_heard" in tiny and "probe_heard" not in old

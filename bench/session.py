@@ -142,7 +142,7 @@ def main():
     wall = time.perf_counter() - start
     first = compute[:per_minute]
     last = compute[-per_minute:]
-    cache_mb = sum(c.nbytes() for c in session.caches) / 2**20
+    cache_mb = sum(c.nbytes() for c in session.generator.state.caches) / 2**20
 
     # Cached vs from scratch, model compute only (no vocoder) on the same history.
     bare = Session(model, overrun="ignore", vocode=False)

@@ -452,11 +452,23 @@ class Handoff:
 # ----------------------------------------------------------------------------
 # Helpers for notebooks and tests
 # ----------------------------------------------------------------------------
+class ScriptedWords:
+    """A text sampler (minitml/generator.py) that says queued word ids, one per 50 ms slot,
+    then PAD, whatever the logits say; it draws no random numbers."""
+
+    def __init__(self):
+        self.queue: deque[int] = deque()
+
+    def __call__(self, logits: torch.Tensor, rng: torch.Generator | None = None) -> int:
+        return self.queue.popleft() if self.queue else PAD
+
+
 def script_monologue(session, words):
     """Make a `minitml.session.Session`'s monologue say `words`, one per 50 ms slot, then stay silent.
 
     An untrained model cannot say a call yet; this puppets its text channel (the audio
-    still comes from the model). Calling it again queues more words.
+    still comes from the model): the session's generator gets a `ScriptedWords` sampler.
+    Calling it again queues more words.
     """
     if isinstance(words, str):
         words = words.split()
@@ -466,10 +478,10 @@ def script_monologue(session, words):
     unknown = [w for w in words if w not in vocab]
     if unknown:
         raise ValueError(f"words not in the vocabulary: {unknown}")
-    if not hasattr(session, "_script"):
-        session._script = deque()
-        session._sample_text = lambda logits: session._script.popleft() if session._script else PAD
-    session._script.extend(vocab.index(w) for w in words)
+    generator = session.generator
+    if not isinstance(generator.sample_text, ScriptedWords):
+        generator.sample_text = ScriptedWords()
+    generator.sample_text.queue.extend(vocab.index(w) for w in words)
 
 
 def weave_time(ready_s: float, user_speech: list[tuple[float, float]], quiet_s: float = 0.25) -> float:

@@ -66,7 +66,8 @@ import torch
 from minitml.clips import cut
 from minitml.metrics import heard_rows, score, score_folder, summarize
 from minitml.protocol import unnamed
-from minitml.session import Session, plot_channels
+from minitml.session import Session
+from minitml.timeline import Timeline, plot_channels
 from minitml.world.export import export_fdb
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
@@ -79,12 +80,28 @@ THRESHOLDS = (0.5, 0.8)
 
 
 # -- the model, in a closed loop ---------------------------------------------------------
+def run_scenario(session: Session, scenario, record: bool = False, progress: bool = False) -> Timeline:
+    """A scenario through `session.run`: its user channel, its frames (at the session's frame
+    size) and its text-in words.
+
+    A background scenario carries its tool result as scripted text-in. When the session has a
+    background model attached, that model answers the call itself (or does not), so the
+    scripted result is not fed as well."""
+    text_in = scenario.text_in
+    call = scenario.annotations.get("call")
+    if session.handoff is not None and call is not None:
+        first, last = call["result_turns"]
+        text_in = {t: words for t, words in text_in.items() if not first <= t <= last}
+    return session.run(scenario.user_audio, scenario.frames(session.cfg.vision), text_in,
+                       record=record, progress=progress)
+
+
 def run_model(model, scenario, vocab: list[str] | None = None, temperature: float = 0.0,
               speak_threshold: float = 0.5):
     """One closed-loop run -> (words [(word, t)], audio (N,)) on the scenario's clock.
 
     vocab: the model's word list (default: the checkpoint's, else the toy world's).
-    temperature: 0 is greedy (`session.greedy_word`); above 0 words are sampled, with the
+    temperature: 0 is greedy (`generator.greedy_word`); above 0 words are sampled, with the
     session's fixed seed, so a run is still repeatable. speak_threshold: see greedy_word."""
     if vocab is None:  # the checkpoint's vocabulary, else the toy world's
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
@@ -96,8 +113,7 @@ def run_model(model, scenario, vocab: list[str] | None = None, temperature: floa
         raise ValueError(f"text-in words not in the vocabulary: {missing}")
     session = Session(model, overrun="ignore", temperature=temperature, vocab=vocab,
                       speak_threshold=speak_threshold)
-    timeline = session.run(scenario.user_audio, frames=scenario.frames(model.cfg.vision),
-                           text_in=scenario.text_in)  # words: the session maps them to ids
+    timeline = run_scenario(session, scenario)  # words: the session maps them to ids
     return timeline.words, timeline.model_audio
 
 

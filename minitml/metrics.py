@@ -59,10 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minitml.clips import Clip, View, cut, heard_view, monologue_view
+from minitml.events import GAP_S  # silence that ends a speech segment, as in a live session
 from minitml.protocol import CALL, is_takeover
 from minitml.world.vocab import number_words
 
-GAP_S = 0.25  # silence that ends a speech segment (as session.EventTracker)
 STOP_WITHIN_S = 0.4
 ON_TIME_S = {"visual_cue": 0.6, "timer": 0.5}
 ACK_S, ACK_MARGIN_S = 1.6, 0.25

@@ -351,7 +351,7 @@ class LatencyBudget:
 def serving_step(cfg: Config | str, sessions: int, precision: Precision = BF16_ADAMW) -> dict:
     """What `sessions` live sessions cost together in one micro-turn, batched.
 
-    A micro-turn is A forward calls (minitml/session.py): one over the input block
+    A micro-turn is A forward calls (minitml/generator.py): one over the input block
     plus the previous micro-turn's last output token, then A - 1 one-token calls,
     each generating an output token from the one before. Every call reads every
     weight outside the routed experts (look-up tables only their rows: not

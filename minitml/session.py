@@ -5,7 +5,8 @@
         out = session.step(mic_chunk, frame=camera_frame)   # 3200 samples in
         speaker.play(out.audio)                              # 3200 samples out
 
-Each `step` does what one micro-turn of the interaction model does:
+Each `step` does what one micro-turn of the interaction model does, with the
+streaming `Generator` (minitml/generator.py) doing the model's part:
 
 1. hear: the 200 ms chunk becomes 16 causal dMel frames (no look-ahead), i.e.
    A = 4 audio tokens; the frame becomes P patches; queued text fills X slots;
@@ -17,7 +18,9 @@ Each `step` does what one micro-turn of the interaction model does:
 4. play: the 16 frames are vocoded to the 200 ms of audio played next.
 
 Output t is played during [200(t+1), 200(t+2)) ms: the 200 ms of buffering is
-part of every latency this project reports.
+part of every latency this project reports. Around those four phases the session
+owns what makes the loop real-time: the clock, the deadline, the checks on its
+input, the events (minitml/events.py) and the background model's handoff.
 
 A step has a deadline: the micro-turn's 200 ms. Compute time is measured on
 every step. When a step overruns, the session falls behind real time by the
@@ -39,86 +42,30 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
 from minitml.background import Handoff
-from minitml.dmel import DMel, DMelHead, DMelStream, StreamVocoder, check_wave
+from minitml.dmel import check_wave
+from minitml.events import EventTracker
+from minitml.generator import Generator, greedy_word, sample_word
 from minitml.model import InteractionModel
 from minitml.patches import patchify
-from minitml.protocol import CALL, Event, is_takeover, unnamed
-from minitml.stream import PAD, Blocks, empty_blocks
-
-
-@dataclass
-class MicroTurnOutput:
-    turn: int  # t: this step heard [200t, 200(t+1)) ms and is played in the next 200 ms
-    audio: torch.Tensor  # (3200,) float samples to play during [200(t+1), 200(t+2)) ms
-    tokens: torch.Tensor  # (16, 80) the dMel frames said
-    text_ids: torch.Tensor  # (A,) monologue word ids, PAD = silence
-    words: list[tuple[str, float]]  # (word, time it is played in s)
-    events: list[Event]
-    compute_ms: float  # wall time of this step
-    late_ms: float  # how far behind real time the session is after this step
-    catch_up: bool = False  # a silent catch-up step after an overrun
-    text_logits: torch.Tensor | None = None  # (A, V) when the session records logits
-    mel_logits: torch.Tensor | None = None  # (A, k, 80, 16)
-
-
-class EventTracker:
-    """Turns the two channels into conversational events, one 50 ms slot at a time.
-
-    A slot is *speech* when it has a word or audible frames. A speech segment
-    ends after `gap_s` of silence. Full-Duplex-Bench's rule decides what a segment
-    was: at least 1 s or more than 3 words is taking the turn; less is a
-    backchannel. A segment that ends while the user is talking is a yield.
-    """
-
-    def __init__(self, gap_s: float = 0.25, level: float = 2.0):
-        self.gap_s, self.level = gap_s, level
-        self.start: float | None = None  # start of the current segment
-        self.last_speech = -1.0
-        self.n_words = 0
-        self.took_turn = False
-
-    def update(self, slot_time: float, slot_s: float, word: bool, frames: torch.Tensor,
-               user_speaking: bool, events: list[Event]):
-        speaking = word or bool(frames.float().mean(-1).max() > self.level)
-        if speaking:
-            if self.start is None:
-                self.start, self.n_words, self.took_turn = slot_time, 0, False
-                events.append(Event("speech_start", slot_time))
-            self.last_speech = slot_time
-            self.n_words += int(word)
-            if is_takeover(slot_time + slot_s - self.start, self.n_words) and not self.took_turn:
-                self.took_turn = True
-                events.append(Event("took_turn", self.start))
-        elif self.start is not None and slot_time - self.last_speech >= self.gap_s - 1e-6:
-            end = self.last_speech + slot_s
-            if user_speaking and self.took_turn:
-                events.append(Event("yielded", end))
-            elif not self.took_turn:
-                events.append(Event("backchannel", self.start, f"{end - self.start:.2f} s"))
-            self.start = None
-
-
-def greedy_word(logits: torch.Tensor, speak_threshold: float = 0.5) -> int:
-    """Greedy decoding of one monologue slot, (V,) logits -> word id, in two questions.
-
-    "Speak now?" is yes when P(speak) = 1 - P(PAD) exceeds speak_threshold (one half:
-    the likelier choice); only then "which word?" picks the most likely non-PAD word.
-    A plain argmax over all words splits the "yes" between "sure", "okay", "well", ...
-    and lets PAD win even when speaking is the likelier choice: at a turn end P(speak)
-    may be 0.7 while no single word has 0.3. A lower threshold makes a readier speaker.
-    """
-    probs = torch.softmax(logits.float(), dim=-1)
-    if 1 - probs[PAD] <= speak_threshold:
-        return PAD
-    return int(probs[PAD + 1:].argmax()) + PAD + 1
+from minitml.protocol import CALL, Event, unnamed
+from minitml.stream import PAD, Blocks
+from minitml.timeline import MicroTurnOutput, Timeline
 
 
 class Session:
+    """One live conversation with a model, 200 ms at a time (see the module docstring).
+
+    temperature 0 decodes words with `greedy_word` (and speak_threshold), above 0 samples
+    them (top_k); mel_temperature does the same for the dMel frames; seed fixes every draw.
+    vocab names the word ids (default: the checkpoint's). overrun and budget_ms set the
+    deadline policy; vocode=False skips the vocoder; record_logits keeps each step's logits.
+    """
+
     def __init__(self, model: InteractionModel, *, temperature: float = 0.0, top_k: int = 0,
                  mel_temperature: float = 0.0, seed: int = 0, vocab: list[str] | None = None,
                  vocode: bool = True, overrun: str = "catch_up", budget_ms: float | None = None,
@@ -129,9 +76,11 @@ class Session:
         self.model = model.eval()
         self.cfg = model.cfg
         self.layout = model.layout
-        self.device = model.text_head.weight.device
-        self.temperature, self.top_k, self.mel_temperature = temperature, top_k, mel_temperature
-        self.speak_threshold = speak_threshold  # greedy decoding: see greedy_word
+        if temperature <= 0:  # greedy: see greedy_word
+            sample_text = partial(greedy_word, speak_threshold=speak_threshold)
+        else:
+            sample_text = partial(sample_word, temperature=temperature, top_k=top_k)
+        self.generator = Generator(model, sample_text, mel_temperature, seed)
         self.vocab = vocab if vocab is not None else model.vocab
         self.vocode, self.overrun, self.record_logits = vocode, overrun, record_logits
         self.budget_ms = budget_ms if budget_ms is not None else self.cfg.audio.micro_turn_ms
@@ -145,8 +94,6 @@ class Session:
             self.handoff = Handoff(background, self.cfg.audio.micro_turn_ms / 1000,
                                    self.layout.n_text_in, self.vocab)
             background.start()
-        self.dmel = DMel(self.cfg.audio)
-        self.seed = seed
         self.reset()
         if warmup:  # the first call pays for allocations and kernel setup: not on the clock
             self.step(torch.zeros(self.cfg.audio.samples_per_micro_turn))
@@ -154,14 +101,9 @@ class Session:
 
     def reset(self):
         """Forget everything: a new conversation."""
-        self.caches = self.model.new_cache(1, self.device)
-        self.listener = DMelStream(self.dmel)
-        self.vocoder = StreamVocoder(self.dmel)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator.reset()
         self.tracker = EventTracker()
         self.turn = 0
-        self.next_position = 0
-        self.pending: torch.Tensor | None = None  # (1, 1, d) last output token, not yet cached
         self.text_queue: deque[int] = deque()
         self.late_ms = 0.0
         self.recorded: list[Blocks] = []  # what the model saw and said, when record=True
@@ -169,11 +111,16 @@ class Session:
             self.handoff.reset()
             self._background_events = []
 
+    @property
+    def now_s(self) -> float:
+        """The session clock: the start of the micro-turn the next step hears."""
+        return self.turn * self.cfg.audio.micro_turn_ms / 1000
+
     def cancel_background(self, call_id: int | None = None) -> list[Event]:
         """Cancel a background call (all pending calls with None): it delivers nothing more."""
         if self.handoff is None:
             return []
-        events = self.handoff.cancel(call_id, self.turn * self.cfg.audio.micro_turn_ms / 1000)
+        events = self.handoff.cancel(call_id, self.now_s)
         self._background_events += events
         return events
 
@@ -184,8 +131,7 @@ class Session:
 
     def _background_error(self, what: str, err: Exception) -> Event:
         """A fault in the handoff is an event, never the end of the session."""
-        now = self.turn * self.cfg.audio.micro_turn_ms / 1000
-        return Event("background_error", now, f"{what}: {type(err).__name__}: {err}")
+        return Event("background_error", self.now_s, f"{what}: {type(err).__name__}: {err}")
 
     # -- checking input ---------------------------------------------------------------
     def _check_audio(self, audio, sample_rate):
@@ -227,36 +173,21 @@ class Session:
             raise ValueError(f"text_in word ids must lie in [0, {V}), got {bad}")
         return ids
 
-    # -- sampling ------------------------------------------------------------------------
-    def _sample_text(self, logits: torch.Tensor) -> int:
-        if self.temperature <= 0:
-            return greedy_word(logits, self.speak_threshold)
-        logits = logits / self.temperature
-        if self.top_k > 0:
-            kth = torch.topk(logits, min(self.top_k, logits.numel())).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits.float().cpu(), dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
-
-    def _speak_one(self, h: torch.Tensor):
-        """Hidden state (1, 1, d) of a predictor -> (word id, (k, 80) frames, logits)."""
-        text_logits = self.model.text_logits(h)[0, 0]  # (V,)
-        word = self._sample_text(text_logits)
-        head = self.model.mel_head
-        if isinstance(head, DMelHead):
-            mel_logits = head(h)[0, 0]  # (k, 80, 16)
-            frames = DMelHead.sample(mel_logits.cpu(), self.mel_temperature, self.generator)
-        else:
-            mel_logits = None
-            frames = head.sample(h, self.generator)[0, 0].cpu()
-        return word, frames, text_logits, mel_logits
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[1]
-        positions = torch.arange(self.next_position, self.next_position + n, device=self.device)
-        self.next_position += n
-        h, _ = self.model.run(x, positions, self.caches)
-        return h
+    def _text_in_slots(self, new_text: list[int]) -> list[int]:
+        """This micro-turn's X text-in ids: the queue (new text, then what the background
+        model sent back) is fed X at a time, PAD when it runs dry."""
+        self.text_queue.extend(new_text)
+        if self.handoff is not None:
+            try:
+                results, events = self.handoff.poll(self.turn, len(self.text_queue))
+                self.text_queue.extend(self.vocab.index(w) for w in results)
+            except Exception as err:
+                events = [self._background_error("poll", err)]
+            self._background_events += events
+        slots = [self.text_queue.popleft() if self.text_queue else PAD for _ in range(self.layout.n_text_in)]
+        if self.handoff is not None:
+            self.handoff.heard([self.vocab[i] for i in slots if i != PAD])
+        return slots
 
     # -- one micro-turn ------------------------------------------------------------------
     @torch.inference_mode()
@@ -273,71 +204,40 @@ class Session:
         new_text = self._words_to_ids(text_in)
 
         start = time.perf_counter()
-        lay, cfg = self.layout, self.cfg
-        A, k = lay.n_audio, lay.frames_per_token
-        self.text_queue.extend(new_text)
-        if self.handoff is not None:  # results that came back join the text-in queue
-            try:
-                results, events = self.handoff.poll(self.turn, len(self.text_queue))
-                self.text_queue.extend(self.vocab.index(w) for w in results)
-            except Exception as err:
-                events = [self._background_error("poll", err)]
-            self._background_events += events
-        slots = [self.text_queue.popleft() if self.text_queue else PAD for _ in range(lay.n_text_in)]
-        if self.handoff is not None:
-            self.handoff.heard([self.vocab[i] for i in slots if i != PAD])
-        heard = self.listener.push(wave)  # (16, 80) causal dMel
-        blk = empty_blocks(cfg, 1)
-        blk.patches[0, 0] = patches
-        blk.user_audio[0, 0] = heard.view(A, k, -1)
-        blk.text_in[0, 0] = torch.tensor(slots)
-        blk = blk.to(self.device)
-
+        gen = self.generator
+        blk, heard = gen.hear(wave, patches, self._text_in_slots(new_text))  # 1. hear
         catch_up = self.overrun == "catch_up" and self.late_ms > 0
-        x = self.model.embed_inputs(blk.patches, blk.user_audio, blk.text_in)[:, 0]  # (1, P+A+X, d)
-        if self.pending is not None:
-            x = torch.cat([self.pending, x], dim=1)
-        text_logits, mel_logits = [], []
-        if catch_up:  # say silence for the whole block, in the same forward call
-            outs = self.model.embed_outputs(blk.out_text, blk.out_audio)[:, 0]  # (1, A, d)
-            self._forward(torch.cat([x, outs[:, :-1]], dim=1))
-            self.pending = outs[:, -1:]
+        if catch_up:  # 2 and 3: say silence for the whole block, in the prefill's call
+            gen.prefill_silent(blk)
+            text_logits = mel_logits = None
         else:
-            h = self._forward(x)[:, -1:]  # (1, 1, d) predictor of output token 0
-            for j in range(A):
-                word, frames, t_logits, m_logits = self._speak_one(h)
-                blk.out_text[0, 0, j] = word
-                blk.out_audio[0, 0, j] = frames.to(self.device)
-                text_logits.append(t_logits)
-                mel_logits.append(m_logits)
-                emb = self.model.embed_outputs(blk.out_text[:, :, j:j + 1],
-                                               blk.out_audio[:, :, j:j + 1])[:, 0]  # (1, 1, d)
-                if j < A - 1:
-                    h = self._forward(emb)
-                else:
-                    self.pending = emb  # enters the cache with the next input block
-        said = blk.out_audio[0, 0].reshape(A * k, -1).cpu()  # (16, 80)
-        out_audio = self.vocoder.push(said) if self.vocode else torch.zeros(wave.shape[0])
+            h = gen.prefill(blk)  # 2. prefill
+            text_logits, mel_logits = gen.speak(blk, h)  # 3. speak
+        out_audio = gen.play(blk) if self.vocode else torch.zeros(wave.shape[0])  # 4. play
         if record:
             self.recorded.append(blk.to("cpu"))
 
         compute_ms = 1000 * (time.perf_counter() - start)
         self.late_ms = max(0.0, self.late_ms + compute_ms - self.budget_ms)
-        return self._finish(blk, heard, out_audio, compute_ms, catch_up, text_logits, mel_logits)
+        out = self._log(blk, heard, out_audio, compute_ms, catch_up)
+        if self.record_logits and not catch_up:
+            out.text_logits = text_logits.cpu()
+            out.mel_logits = mel_logits.cpu() if mel_logits is not None else None
+        return out
 
-    def _finish(self, blk, heard, out_audio, compute_ms, catch_up, text_logits, mel_logits):
-        A, k = self.layout.n_audio, self.layout.frames_per_token
+    def _log(self, blk, heard, out_audio, compute_ms, catch_up) -> MicroTurnOutput:
+        """The step's output: the words on the session clock, and the events they make."""
+        A = self.layout.n_audio
         t = self.turn
-        ms = self.cfg.audio.micro_turn_ms
-        slot_s = ms / 1000 / A
-        play_start = (t + 1) * ms / 1000  # output t is played from 200(t+1) ms on
+        slot_s = self.cfg.audio.micro_turn_ms / 1000 / A
+        play_start = (t + 1) * self.cfg.audio.micro_turn_ms / 1000  # output t is played from 200(t+1) ms on
         events, self._background_events = self._background_events, []
         if catch_up:
             events.append(Event("catch_up", play_start, "said silence to get back on time"))
         if compute_ms > self.budget_ms:
             events.append(Event("deadline_miss", play_start,
                                 f"{compute_ms:.0f} ms > {self.budget_ms:.0f} ms"))
-        user_speaking = bool(heard.float().mean(-1).max() > self.tracker.level)
+        user_speaking = self.tracker.audible(heard)
         words = []
         for j in range(A):
             word = int(blk.out_text[0, 0, j])
@@ -355,37 +255,33 @@ class Session:
             self.tracker.update(when, slot_s, word != PAD, blk.out_audio[0, 0, j].cpu(),
                                 user_speaking, events)
         self.turn += 1
-        record = self.record_logits and not catch_up
         return MicroTurnOutput(
-            turn=t, audio=out_audio, tokens=blk.out_audio[0, 0].reshape(A * k, -1).cpu(),
+            turn=t, audio=out_audio, tokens=Generator.frames_said(blk),
             text_ids=blk.out_text[0, 0].cpu(), words=words, events=events,
-            compute_ms=compute_ms, late_ms=self.late_ms, catch_up=catch_up,
-            text_logits=torch.stack(text_logits).cpu() if record else None,
-            mel_logits=torch.stack(mel_logits).cpu() if record and mel_logits[0] is not None
-            else None,
-        )
+            compute_ms=compute_ms, late_ms=self.late_ms, catch_up=catch_up)
+
+    def step_or_silence(self, audio, frame=None, text_in=None,
+                        record: bool = False) -> tuple[MicroTurnOutput, Event | None]:
+        """`step`, or, when it refuses the input, a step that hears silence and darkness and
+        no text, so the clock goes on -> (the output, the "error" event or None)."""
+        try:
+            return self.step(audio, frame, text_in, record=record), None
+        except (ValueError, RuntimeError) as err:
+            error = Event("error", self.now_s, str(err))
+            return self.step(torch.zeros(self.cfg.audio.samples_per_micro_turn), record=record), error
 
     # -- a whole recorded input --------------------------------------------------------
-    def run(self, source, frames=None, text_in: dict | None = None, record: bool = False,
+    def run(self, audio, frames=None, text_in: dict | None = None, record: bool = False,
             progress: bool = False) -> Timeline:
-        """Drive a whole input through `step`, 200 ms at a time; return the timeline.
+        """Drive a whole recording through `step`, 200 ms at a time; return the timeline.
 
-        source: a (T,) waveform, or an object with `.user_audio` (and optionally
-        `.frames` (n_turns, H, W, 3) and `.text_in` {micro-turn: words}). A step
-        that fails is logged as an "error" event and replaced by silence; the
-        session goes on.
+        audio: (T,) waveform, padded with silence to whole micro-turns; frames: one
+        (H, W, 3) frame per micro-turn (None, or past their end: darkness); text_in:
+        {micro-turn: words or ids}. A step that fails is logged as an "error" event and
+        replaced by silence (`step_or_silence`); the session goes on.
+        (`minitml.evaluate.run_scenario` feeds it a scenario of the toy world.)
         """
-        audio = getattr(source, "user_audio", source)
-        frames = getattr(source, "frames", frames)
-        if callable(frames):  # a Scenario draws its frames for a given frame size
-            frames = frames(self.cfg.vision)
-        text_in = getattr(source, "text_in", text_in) or {}
-        call = getattr(source, "annotations", {}).get("call")
-        if self.handoff is not None and call is not None:
-            # the attached background model answers the call itself: the scenario's
-            # scripted result is not fed as well
-            first, last = call["result_turns"]
-            text_in = {t: words for t, words in text_in.items() if not first <= t <= last}
+        text_in = text_in or {}
         audio = torch.as_tensor(audio).float()
         n = self.cfg.audio.samples_per_micro_turn
         n_turns = -(-audio.shape[-1] // n)
@@ -397,82 +293,9 @@ class Session:
 
             turns = tqdm(turns, desc="micro-turns")
         for t in turns:
-            chunk = audio[t * n:(t + 1) * n]
             frame = frames[t] if frames is not None and t < len(frames) else None
-            try:
-                out = self.step(chunk, frame, text_in.get(t), record=record)
-            except (ValueError, RuntimeError) as err:
-                timeline.events.append(Event("error", t * n / self.cfg.audio.sample_rate, str(err)))
-                out = self.step(torch.zeros(n), None, None, record=record)
+            out, error = self.step_or_silence(audio[t * n:(t + 1) * n], frame, text_in.get(t), record)
+            if error is not None:
+                timeline.events.append(error)
             timeline.add(out)
         return timeline
-
-
-@dataclass
-class Timeline:
-    """Both channels of a session on one clock, with words, events and compute times."""
-
-    sample_rate: int
-    micro_turn_ms: int
-    user_audio: torch.Tensor  # (N,) what the user side heard
-    outputs: list[MicroTurnOutput] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-    def add(self, out: MicroTurnOutput):
-        self.outputs.append(out)
-        self.events.extend(out.events)
-
-    @property
-    def words(self) -> list[tuple[str, float]]:
-        return [w for out in self.outputs for w in out.words]
-
-    @property
-    def compute_ms(self) -> list[float]:
-        return [out.compute_ms for out in self.outputs]
-
-    @property
-    def model_audio(self) -> torch.Tensor:
-        """(N,) the model's channel on the user's clock: output t starts at 200(t+1) ms."""
-        n = self.sample_rate * self.micro_turn_ms // 1000
-        said = torch.cat([o.audio for o in self.outputs]) if self.outputs else torch.zeros(0)
-        return torch.cat([torch.zeros(n), said])[: self.user_audio.shape[0]]
-
-    def stereo(self) -> torch.Tensor:
-        """(2, N): user on the left, model on the right."""
-        return torch.stack([self.user_audio, self.model_audio])
-
-    def plot(self, ax=None, title: str = ""):
-        """Both waveforms, the model's words and the events on one time axis."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(12, 3))
-        plot_channels(ax, self.user_audio, self.model_audio, self.sample_rate, self.words, "model")
-        colours = {"took_turn": "green", "backchannel": "purple", "yielded": "red",
-                   "background_call": "black", "background_result": "teal",
-                   "background_cancelled": "gray", "background_error": "crimson",
-                   "deadline_miss": "crimson", "catch_up": "gray", "error": "crimson"}
-        for e in self.events:
-            if e.kind in colours:
-                ax.axvline(e.time, color=colours[e.kind], lw=0.8, ls="--")
-                ax.text(e.time, 0.0, " " + e.kind, fontsize=7, color=colours[e.kind], rotation=90,
-                        va="center")
-        if title:
-            ax.set_title(title)
-        return ax
-
-
-def plot_channels(ax, user_audio: torch.Tensor, system_audio: torch.Tensor, sample_rate: int,
-                  words: list[tuple[str, float]], system: str = "model") -> None:
-    """The user's waveform above (around +1), the system's below (around -1), its words under it.
-
-    Special tokens (<call>, <result>, ...) are black, spoken words orange."""
-    t = (torch.arange(max(user_audio.shape[0], system_audio.shape[0])) / sample_rate).numpy()
-    ax.plot(t[: user_audio.shape[0]], (user_audio + 1.0).numpy(), lw=0.4, color="tab:blue")
-    ax.plot(t[: system_audio.shape[0]], (system_audio - 1.0).numpy(), lw=0.4, color="tab:orange")
-    for word, when in words:
-        ax.text(when, -2.15, word, fontsize=7, rotation=45, ha="left", va="top",
-                color="black" if word.startswith("<") else "tab:orange")
-    ax.set_yticks([1.0, -1.0], ["user", system])
-    ax.set_ylim(-2.9, 2.1)
-    ax.set_xlabel("time (s)")

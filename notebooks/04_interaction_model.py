@@ -35,8 +35,8 @@
 # This notebook draws the block, the clock it runs on, the sliding-window mask
 # and the ring-buffer cache; checks that streaming gives the same numbers as a
 # full forward pass; and trains the two kinds of mel head on a toy echo task.
-# The code lives in `minitml/stream.py`, `minitml/model.py` and
-# `minitml/session.py`; here we only call it.
+# The code lives in `minitml/stream.py`, `minitml/model.py`, `minitml/generator.py` and
+# `minitml/session.py` (the streaming loop); here we only call it.
 
 # %%
 import subprocess
@@ -70,7 +70,7 @@ from minitml.config import AudioConfig, Config, get_config
 from minitml.dmel import DMel, DMelHead
 from minitml.exercises import check
 from minitml.model import InteractionModel, KVCache, rope_angles, sliding_window_mask
-from minitml.session import MicroTurnOutput, Session, Timeline
+from minitml.session import Session
 from minitml.stream import (
     MODEL_OUT,
     PATCH,
@@ -82,6 +82,7 @@ from minitml.stream import (
     pack_conversation,
     random_blocks,
 )
+from minitml.timeline import MicroTurnOutput, Timeline
 from minitml.world.espeak import synthesize
 
 torch.manual_seed(0)
@@ -339,8 +340,9 @@ session = Session(model_w2, vocode=False, overrun="ignore")
 ring, sizes = [], []
 for t in range(n_ring_turns):
     session.step(speech.wave[t * chunk:(t + 1) * chunk])
-    ring.append(session.caches[0].pos.clone())  # (W,) absolute position in each slot
-    sizes.append(sum(c.nbytes() for c in session.caches))
+    caches = session.generator.state.caches  # one ring per layer
+    ring.append(caches[0].pos.clone())  # (W,) absolute position in each slot
+    sizes.append(sum(c.nbytes() for c in caches))
 ring = torch.stack(ring)  # (steps, W)
 
 fig, ax = plt.subplots(figsize=(14, 3.2))

@@ -37,9 +37,10 @@
 # session falls behind real time, and something has to give.
 #
 # The loop lives in `minitml/session.py`: `Session.step` (one micro-turn), `Session.run` (a
-# whole recording), `Timeline` (both channels on one clock) and `EventTracker` (what the
-# model's speech *was*: a backchannel, taking the turn, yielding). This notebook drives them
-# and watches the clock.
+# whole recording), around the model's streaming `Generator` (`minitml/generator.py`);
+# `Timeline` (`minitml/timeline.py`) puts both channels on one clock and `EventTracker`
+# (`minitml/events.py`) says what the model's speech *was*: a backchannel, taking the turn,
+# yielding. This notebook drives them and watches the clock.
 #
 # **The model here is untrained, on purpose.** It is a randomly initialised tiny
 # `InteractionModel`: it babbles (random word ids, and noise for audio), so that nothing it
@@ -74,10 +75,12 @@ import torch
 from IPython.display import Audio, display
 
 from minitml.config import get_config
+from minitml.events import EventTracker
 from minitml.exercises import check
 from minitml.model import InteractionModel
-from minitml.session import EventTracker, Session, Timeline
+from minitml.session import Session
 from minitml.stream import PAD
+from minitml.timeline import Timeline
 from minitml.world.espeak import synthesize
 
 torch.manual_seed(0)

@@ -74,8 +74,8 @@ from minitml import checkpoint
 from minitml.config import get_config
 from minitml.evaluate import evaluate, format_table, plot_run, run_model
 from minitml.exercises import check
+from minitml.generator import greedy_word
 from minitml.model import InteractionModel
-from minitml.session import greedy_word
 from minitml.stream import PAD
 from minitml.train import TrainConfig, Trainer, collate, lr_at, plot_losses
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
@@ -277,7 +277,7 @@ display(Image(WORK / "shipped.png"))
 #
 # At the end of a question the model may give "speak now" a probability of 0.7 split between
 # "sure", "okay", "it", "the", ... so that no single word has more than PAD's 0.3. A plain
-# `argmax` then says PAD and the answer comes late. `greedy_word` (in `minitml/session.py`)
+# `argmax` then says PAD and the answer comes late. `greedy_word` (in `minitml/generator.py`)
 # asks "speak now?" first (PAD below one half) and "which word?" second. Below: the shipped
 # model's probability of speaking in each monologue slot of a held-out dialogue, with the
 # answer's true start marked.

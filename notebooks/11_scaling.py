@@ -212,7 +212,7 @@ print(f"training FLOPs per token: {human(train_flops_per_token(big), 'FLOP')} "
 # ## Serving: real time, every 200 ms
 #
 # A live session must finish each micro-turn's step before the next 200 ms of audio has
-# arrived. One step is $A$ forward calls (see `minitml/session.py`): one over the input
+# arrived. One step is $A$ forward calls (see `minitml/generator.py`): one over the input
 # block, then $A - 1$ one-token calls, each producing the next output token from the one
 # before. The GPUs batch every session's calls together. Three bounds:
 #

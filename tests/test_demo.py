@@ -173,6 +173,7 @@ def test_the_widget_answers_through_its_comm_and_counts_turns(model, monkeypatch
     sent = []
     monkeypatch.setattr(demo, "send", lambda content, buffers=None: sent.append((content, buffers)))
     assert demo.kinds[0] == "smooth_turn" and demo.frame_size == [80, 80] and demo.device == "cpu"
+    assert demo.micro_turn_ms == model.cfg.audio.micro_turn_ms  # the page times itself by it
     demo._on_message(demo, {"type": "start", "mode": "scripted", "kind": "timer"}, [])
     for seq in range(3):
         demo._on_message(demo, {"type": "chunk", "seq": seq}, [])
@@ -199,6 +200,7 @@ def test_the_python_playout_schedule_uses_the_pages_constants():
     for name in ("LEAD_S", "MARGIN_S"):
         value = float(re.search(rf"const {name} = ([0-9.]+);", js).group(1))
         assert value == getattr(demo_engine, name), name
+    assert 'const STEP_S = STEP_MS / 1000' in js and 'model.get("micro_turn_ms")' in js  # no literal
 
 
 def test_the_widget_front_end_is_shipped():

@@ -4,10 +4,14 @@ import pytest
 import torch
 
 from minitml.config import get_config
-from minitml.evaluate import FRAME_S, evaluate, format_table, run_model, walkie_talkie
+from minitml.evaluate import FRAME_S, evaluate, format_table, run_model, run_scenario, walkie_talkie
 from minitml.metrics import ceiling, score
 from minitml.model import InteractionModel
+from minitml.protocol import PAD
+from minitml.session import Session
 from minitml.world.scenarios import make_scenario
+from minitml.world.tools import ToolExecutor
+from minitml.world.vocab import VOCAB
 
 SEEDS = range(6)
 
@@ -61,6 +65,38 @@ def test_run_model_is_deterministic(model):
     again, audio2 = run_model(model, s)
     assert words == again and torch.equal(audio, audio2)
     assert audio.shape == s.user_audio.shape
+
+
+def test_run_scenario_feeds_its_audio_frames_and_text_in(model):
+    scenario = make_scenario("background", 0)
+    session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB))
+    timeline = run_scenario(session, scenario, record=True)
+    assert len(timeline.outputs) == scenario.n_turns
+    assert not [e for e in timeline.events if e.kind == "error"]
+    turn = min(scenario.text_in)  # the tool result arrived as text-in words
+    assert session.recorded[turn].text_in[0, 0, 0] == VOCAB.index(scenario.text_in[turn][0])
+    # word ids beyond the named vocabulary render as placeholders instead of failing
+    assert all(isinstance(w, str) for w, _ in timeline.words)
+
+
+def test_an_attached_background_model_replaces_the_scripted_result(model):
+    """A background scenario carries its tool result as scripted text-in; with a background
+    model attached, the session must not feed that as well (the model answers, or not)."""
+    scenario = make_scenario("background", 0)
+    first, last = scenario.annotations["call"]["result_turns"]
+    assert set(scenario.text_in) == set(range(first, last + 1))  # the result is its only text-in
+
+    def words_fed(background):
+        session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB), background=background)
+        try:
+            run_scenario(session, scenario, record=True)
+        finally:
+            session.close()
+        return [VOCAB[i] for step in session.recorded for i in step.text_in.flatten().tolist() if i != PAD]
+
+    assert words_fed(None) == [w for t in sorted(scenario.text_in) for w in scenario.text_in[t]]
+    # The untrained model never says <call>, so the executor never answers: nothing at all is fed.
+    assert words_fed(ToolExecutor()) == []
 
 
 def test_evaluate_writes_results_and_fdb_folders(model, tmp_path):

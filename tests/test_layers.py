@@ -2,9 +2,10 @@
 
     config                                   the numbers
     dmel, patches, moe                       the parts
-    protocol, stream, model, checkpoint,     the token stream and the transformer
-      distributed, expert_parallel, scale
-    session, background                      the real-time loop and its handoff
+    protocol, stream, model, generator,      the token stream and the transformer,
+      checkpoint, distributed,                 streamed one micro-turn at a time
+      expert_parallel, scale
+    session, events, timeline, background    the real-time loop, its log and its handoff
     world/*, train, evaluate, clips,         what trains and measures it
       metrics, listen, neural_background
     demo/*, __main__, exercises              what a person runs
@@ -22,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minitml"
 LAYERS = [
     ["config"],
     ["dmel", "patches", "moe"],
-    ["protocol", "stream", "model", "checkpoint", "distributed", "expert_parallel", "scale"],
-    ["session", "background"],
+    ["protocol", "stream", "model", "generator", "checkpoint", "distributed", "expert_parallel", "scale"],
+    ["session", "events", "timeline", "background"],
     ["world", "train", "evaluate", "clips", "metrics", "listen", "neural_background"],
     ["demo", "__main__", "exercises"],
 ]

@@ -184,11 +184,12 @@ def test_cache_never_grows():
     sizes = []
     for _ in range(20):
         session.step(0.1 * torch.randn(3200))
-        sizes.append(sum(c.nbytes() for c in session.caches))
+        sizes.append(sum(c.nbytes() for c in session.generator.state.caches))
+    state = session.generator.state
     assert len(set(sizes)) == 1
-    assert session.caches[0].k.shape[2] == cfg.window
-    assert sorted(session.caches[0].pos.tolist()) == list(
-        range(session.next_position - cfg.window, session.next_position))
+    assert state.caches[0].k.shape[2] == cfg.window
+    assert sorted(state.caches[0].pos.tolist()) == list(
+        range(state.next_position - cfg.window, state.next_position))
 
 
 def test_ring_cache_slots():

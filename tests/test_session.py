@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from minitml.config import get_config
+from minitml.events import EventTracker
 from minitml.model import InteractionModel
 from minitml.protocol import Event
-from minitml.session import EventTracker, Session
+from minitml.session import Session
 from minitml.stream import PAD
 
 
@@ -144,55 +145,6 @@ def test_cost_and_memory_are_flat_over_a_long_session(model):
     for i in range(150):
         session.step(chunk(i % 7, 0.1))
         if i % 30 == 29:
-            cache_bytes.append(sum(c.nbytes() for c in session.caches))
+            cache_bytes.append(sum(c.nbytes() for c in session.generator.state.caches))
     assert len(set(cache_bytes)) == 1
-    assert session.next_position > 4 * get_config("tiny").window
-
-
-def test_run_takes_a_scenario_directly(model):
-    from minitml.world import VOCAB, make_scenario
-
-    scenario = make_scenario("background", 0)
-    session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB))
-    timeline = session.run(scenario, record=True)
-    assert len(timeline.outputs) == scenario.n_turns
-    assert not [e for e in timeline.events if e.kind == "error"]
-    turn = min(scenario.text_in)  # the tool result arrived as text-in words
-    assert session.recorded[turn].text_in[0, 0, 0] == VOCAB.index(scenario.text_in[turn][0])
-    # word ids beyond the named vocabulary render as placeholders instead of failing
-    assert all(isinstance(w, str) for w, _ in timeline.words)
-
-
-def test_greedy_word_asks_speak_now_before_which_word():
-    from minitml.session import greedy_word
-
-    # PAD 0.4, three words 0.2 each: plain argmax says PAD, but speaking is likelier (0.6)
-    probs = torch.tensor([0.4, 0.2, 0.2, 0.2 - 1e-3])
-    assert int(probs.argmax()) == PAD
-    assert greedy_word(probs.log()) == 1
-    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log()) == PAD
-    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log(), speak_threshold=0.4) == 1
-    assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2
-
-
-def test_an_attached_background_model_replaces_the_scripted_result(model):
-    """A background scenario carries its tool result as scripted text-in; with a background
-    model attached, the session must not feed that as well (the model answers, or not)."""
-    from minitml.world import VOCAB, make_scenario
-    from minitml.world.tools import ToolExecutor
-
-    scenario = make_scenario("background", 0)
-    first, last = scenario.annotations["call"]["result_turns"]
-    assert set(scenario.text_in) == set(range(first, last + 1))  # the result is its only text-in
-
-    def words_fed(background):
-        session = Session(model, overrun="ignore", vocode=False, vocab=list(VOCAB), background=background)
-        try:
-            session.run(scenario, record=True)
-        finally:
-            session.close()
-        return [VOCAB[i] for step in session.recorded for i in step.text_in.flatten().tolist() if i != PAD]
-
-    assert words_fed(None) == [w for t in sorted(scenario.text_in) for w in scenario.text_in[t]]
-    # The untrained model never says <call>, so the executor never answers: nothing at all is fed.
-    assert words_fed(ToolExecutor()) == []
+    assert session.generator.state.next_position > 4 * get_config("tiny").window

@@ -36,7 +36,7 @@ kernel -> front end
     done    {seq, turns}     a chunk after the scenario's end (scripted mode)
     event   {event}          a button's effect, as it is logged
     error   {seq, message}   a bad message; the session goes on (a bad chunk is
-            replaced by silence, as `Session.run` does, so the clock never stops)
+            replaced by silence, `Session.step_or_silence`, so the clock never stops)
     stopped {turns, compute_ms_p50, compute_ms_max, deadline_misses}
 """
 
@@ -51,9 +51,11 @@ import numpy as np
 import torch
 
 from minitml.clips import cut
+from minitml.config import AudioConfig
 from minitml.metrics import score
 from minitml.protocol import RESULT, Event
-from minitml.session import Session, Timeline
+from minitml.session import Session
+from minitml.timeline import Timeline
 from minitml.world.scenarios import KINDS, make_scenario
 from minitml.world.scenes import LIGHTS, SceneState, render
 from minitml.world.vocab import VOCAB
@@ -68,6 +70,7 @@ LINES = {  # what the buttons make the user say (toy-world phrasings)
 KEEP_TURNS = 3000  # micro-turns of history kept for `timeline()` (10 minutes)
 LEAD_S = 0.15  # the page's jitter buffer: the first reply is played this long after it arrives
 MARGIN_S = 0.02  # a reply needs at least this much time before its slot, or the page re-anchors
+STEP_S = AudioConfig().micro_turn_ms / 1000  # one micro-turn (the page is told the model's own)
 
 
 # -- the model --------------------------------------------------------------------------
@@ -98,7 +101,7 @@ def level_db(x: np.ndarray, parts: int) -> list[float]:
     return [round(float(20 * np.log10(np.sqrt((p ** 2).mean()) + 1e-5)), 1) for p in pieces]
 
 
-def playout_schedule(arrivals, with_user: bool = False, step_s: float = 0.2, lead_s: float = LEAD_S,
+def playout_schedule(arrivals, with_user: bool = False, step_s: float = STEP_S, lead_s: float = LEAD_S,
                      margin_s: float = MARGIN_S) -> tuple[list[float], int]:
     """When the page plays each reply, as widget.js does it -> (model audio start times, gaps).
 
@@ -323,12 +326,10 @@ class DemoEngine:
         if text_in and text_in[0] == RESULT:
             self.extra_events.append(Event("background_result", t * n / sr, "scripted: " + " ".join(text_in)))
         # 3. one micro-turn; a refused chunk (NaN, too loud...) is reported and replaced by silence
-        try:
-            out = self.session.step(torch.from_numpy(audio), frame, text_in)
-        except ValueError as err:
-            replies.append(self._error(seq, str(err)))
-            audio = np.zeros(n, dtype=np.float32)
-            out = self.session.step(torch.from_numpy(audio), frame, text_in)
+        out, error = self.session.step_or_silence(torch.from_numpy(audio), frame, text_in)
+        if error is not None:  # the model heard silence and saw darkness instead
+            replies.append(self._error(seq, error.detail))
+            audio, frame = np.zeros(n, dtype=np.float32), np.zeros_like(frame)
         # 4. the reply
         self.heard.append(torch.from_numpy(audio))
         events = self.extra_events + out.events

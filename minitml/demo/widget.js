@@ -42,7 +42,6 @@ class ChunkRecorder extends AudioWorkletProcessor {
 registerProcessor("minitml-chunk-recorder", ChunkRecorder);
 `;
 
-const STEP_S = 0.2; // one micro-turn
 const LEAD_S = 0.15; // jitter buffer: how far ahead of "now" the first reply is scheduled
 const MARGIN_S = 0.02; // a reply with less time than this before its slot re-anchors the clock
 const VIEW_S = 12; // seconds of conversation the timeline shows
@@ -84,6 +83,8 @@ function median(xs) {
 function render({ model, el }) {
   const SR = model.get("sample_rate");
   const N = model.get("chunk_samples");
+  const STEP_MS = model.get("micro_turn_ms"); // one micro-turn, the preset's (config.AudioConfig)
+  const STEP_S = STEP_MS / 1000;
   const [FH, FW] = model.get("frame_size");
   el.classList.add("minitml-demo");
 
@@ -128,7 +129,7 @@ function render({ model, el }) {
 
   function fresh(m) {
     return {
-      mode: m, state: "starting", budget: 200, late: 0, turns: 0, clock0: null,
+      mode: m, state: "starting", budget: STEP_MS, late: 0, turns: 0, clock0: null,
       sent: 0, received: 0, scheduled: 0, userScheduled: 0, framesSent: 0, dropped: 0, errors: 0, glitches: 0,
       compute: [], roundTrip: [], sentAt: new Map(), rows: [], events: [], // for the readout and the timeline
       node: null, source: null, stream: null, video: null, grab: null, mute: null, // audio graph and devices

@@ -25,10 +25,12 @@ from pathlib import Path
 import anywidget
 import traitlets
 
+from minitml.config import AudioConfig
 from minitml.demo.engine import DemoEngine, load_demo_model
 from minitml.world.scenarios import KINDS
 
 HERE = Path(__file__).resolve().parent
+AUDIO = AudioConfig()  # the defaults below; a model's own config replaces them in __init__
 
 
 class DuplexDemo(anywidget.AnyWidget):
@@ -38,8 +40,9 @@ class DuplexDemo(anywidget.AnyWidget):
     # what the front end needs to know (synced once, when it renders)
     kinds = traitlets.List(traitlets.Unicode()).tag(sync=True)  # scenario kinds for scripted mode
     kind = traitlets.Unicode("interruption").tag(sync=True)  # the scenario kind chosen first
-    sample_rate = traitlets.Int(16_000).tag(sync=True)  # Hz of the chunks
-    chunk_samples = traitlets.Int(3200).tag(sync=True)  # samples per 200 ms chunk
+    sample_rate = traitlets.Int(AUDIO.sample_rate).tag(sync=True)  # Hz of the chunks
+    chunk_samples = traitlets.Int(AUDIO.samples_per_micro_turn).tag(sync=True)  # samples per chunk
+    micro_turn_ms = traitlets.Int(AUDIO.micro_turn_ms).tag(sync=True)  # one chunk's length
     frame_size = traitlets.List(traitlets.Int(), [80, 80]).tag(sync=True)  # (H, W) of a webcam frame
     device = traitlets.Unicode("").tag(sync=True)  # where the model runs: "cpu" or "cuda:0"
     checkpoint = traitlets.Unicode("").tag(sync=True)  # the file the weights came from
@@ -60,6 +63,7 @@ class DuplexDemo(anywidget.AnyWidget):
         cfg = model.cfg
         super().__init__(kinds=list(KINDS), sample_rate=cfg.audio.sample_rate,
                          chunk_samples=cfg.audio.samples_per_micro_turn,
+                         micro_turn_ms=cfg.audio.micro_turn_ms,
                          frame_size=[cfg.vision.frame_height, cfg.vision.frame_width],
                          device=self.engine.device, checkpoint=Path(self.engine.checkpoint).name, **kwargs)
         self.on_msg(self._on_message)

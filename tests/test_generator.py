@@ -1,0 +1,101 @@
+"""The streaming generator alone: hear, prefill, speak, play, with no clock around it."""
+
+from functools import partial
+
+import pytest
+import torch
+
+from minitml.config import get_config
+from minitml.generator import Generator, greedy_word, sample_word
+from minitml.model import InteractionModel
+from minitml.session import Session
+from minitml.stream import PAD
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return InteractionModel(get_config("tiny")).eval()
+
+
+def inputs(n_turns, seed=0):
+    """n_turns of (wave (3200,), patches (P, 3*40*40), X text-in ids)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = get_config("tiny")
+    return [(0.3 * torch.randn(3200, generator=g),
+             torch.rand(cfg.vision.n_patches, cfg.vision.patch_dim, generator=g),
+             [5, 6] if t % 3 == 1 else [PAD, PAD]) for t in range(n_turns)]
+
+
+def converse(generator, turns):
+    """Each micro-turn through the four phases -> [(word ids (A,), frames (16, 80), audio (3200,))]."""
+    said = []
+    for wave, patches, slots in turns:
+        blk, _ = generator.hear(wave, patches, slots)
+        generator.speak(blk, generator.prefill(blk))
+        said.append((blk.out_text[0, 0].clone(), Generator.frames_said(blk), generator.play(blk)))
+    return said
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for sa, sb in zip(a, b) for x, y in zip(sa, sb))
+
+
+def test_reset_gives_the_same_conversation_twice(model):
+    generator = Generator(model, partial(sample_word, temperature=1.0), mel_temperature=1.0, seed=3)
+    turns = inputs(6)
+    first = converse(generator, turns)
+    assert generator.state.next_position == 6 * model.layout.length - 1  # the last output pending
+    generator.reset()
+    assert generator.state.next_position == 0 and generator.state.pending is None
+    assert same(first, converse(generator, turns))
+    other = Generator(model, partial(sample_word, temperature=1.0), mel_temperature=1.0, seed=4)
+    assert not same(first, converse(other, turns))  # the seed is what the randomness depends on
+
+
+def test_the_text_sampler_is_a_parameter(model):
+    calls = []
+
+    def always_seven(logits, rng=None):
+        calls.append((logits.shape, rng))
+        return 7
+
+    generator = Generator(model, always_seven)
+    said = converse(generator, inputs(3))
+    assert all((ids == 7).all() for ids, _, _ in said)
+    V, A = model.cfg.model.text_vocab_size, model.layout.n_audio
+    assert len(calls) == 3 * A and all(shape == (V,) for shape, _ in calls)
+    assert all(rng is generator.state.rng for _, rng in calls)  # it draws from the generator's randomness
+
+
+def test_a_silent_prefill_says_nothing_and_keeps_the_context(model):
+    generator = Generator(model)
+    (wave, patches, slots), = inputs(1)
+    blk, _ = generator.hear(wave, patches, slots)
+    generator.prefill_silent(blk)
+    assert (blk.out_text == PAD).all() and (blk.out_audio == 0).all()
+    assert generator.state.next_position == model.layout.length - 1  # the last output pending
+    assert generator.state.pending.shape == (1, 1, model.cfg.model.d_model)
+
+
+def test_a_session_is_its_generator_on_a_clock(model):
+    """Session.step with sampling says exactly what the bare generator says for the same inputs."""
+    turns = inputs(4, seed=1)
+    session = Session(model, temperature=1.0, top_k=20, mel_temperature=1.0, seed=9, overrun="ignore")
+    outs = [session.step(wave, text_in=slots) for wave, _, slots in turns]
+    dark = torch.zeros_like(turns[0][1])  # no frame: darkness
+    generator = Generator(model, partial(sample_word, temperature=1.0, top_k=20), mel_temperature=1.0, seed=9)
+    said = converse(generator, [(wave, dark, slots) for wave, _, slots in turns])
+    for out, (ids, frames, audio) in zip(outs, said):
+        assert torch.equal(out.text_ids, ids) and torch.equal(out.tokens, frames)
+        assert torch.equal(out.audio, audio)
+
+
+def test_greedy_word_asks_speak_now_before_which_word():
+    # PAD 0.4, three words 0.2 each: plain argmax says PAD, but speaking is likelier (0.6)
+    probs = torch.tensor([0.4, 0.2, 0.2, 0.2 - 1e-3])
+    assert int(probs.argmax()) == PAD
+    assert greedy_word(probs.log()) == 1
+    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log()) == PAD
+    assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log(), speak_threshold=0.4) == 1
+    assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2

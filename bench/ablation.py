@@ -14,6 +14,7 @@ benchmark's clips (minitml.metrics). The arms:
     weights   word targets x5, a reply's first word and <call> / </call> x2 on top
     heard     the heard head: every user word is a target where it ends
     all       both (the recipe of `make train`)
+    voices    both, and the training users' voices perturbed (`train.perturb_voices`)
 
 Each arm writes out/ablation/<arm>/ (checkpoint, history with the probes,
 results.json); an arm whose results.json exists is not run again, and one with a
@@ -44,6 +45,7 @@ ARMS = {
     "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0),
     "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0),
     "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0),
+    "voices": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, voice_shift=2, voice_level=1),
 }
 
 COLUMNS = [  # (kind, metric) of the table, beside the probes

@@ -82,6 +82,8 @@ class TrainConfig:
     mel_weight: float = 1.0  # weight of the dMel loss
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
+    voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
+    voice_level: int = 0  # and their levels by up to this many dMel bins
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
     seed: int = 0  # model init and batch order
@@ -133,6 +135,35 @@ def collate(items: list[Blocks], cfg: Config, max_turns: int, turns: int | None 
             b = Blocks.cat([b, empty_blocks(cfg, T - b.n_turns)], dim=1)
         padded.append(b)
     return Blocks.cat(padded, dim=0)
+
+
+def perturb_voices(user_audio: torch.Tensor, seeds: list[int], shift: int, level: int,
+                   n_bins: int) -> torch.Tensor:
+    """(B, T, A, k, 80) dMel tokens heard -> the same, each dialogue's user a little changed.
+
+    The held-out users speak in accents and voices no training user has; two cheap
+    perturbations of the tokens make the training voices more varied:
+    - a longer or shorter vocal tract moves every formant by about the same factor,
+      which on the mel scale is about the same number of channels: dialogue b's 80
+      channels move by s_b channels, s_b drawn from -shift..shift (the edge channel
+      fills in);
+    - a louder or quieter voice moves every log-mel level by the same amount: each
+      sounding bin moves by o_b bins, o_b drawn from -level..level, and stays sounding
+      (silence, bin 0, stays silence).
+    Dialogue b draws from its own seed, seeds[b], so a batch's perturbation depends on
+    nothing but the step and the dialogue's place in the global batch (runs resume and
+    shard exactly)."""
+    out = torch.empty_like(user_audio)
+    n_mels = user_audio.shape[-1]
+    for b, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        s = int(torch.randint(-shift, shift + 1, (), generator=g))
+        o = int(torch.randint(-level, level + 1, (), generator=g))
+        channels = torch.arange(n_mels, device=user_audio.device)
+        source = (channels - s).clamp(0, n_mels - 1)  # channel c hears channel c - s
+        x = user_audio[b][..., source]
+        out[b] = torch.where(x > 0, (x + o).clamp(1, n_bins - 1), x)
+    return out
 
 
 def compile_blocks(model: InteractionModel) -> None:
@@ -262,6 +293,12 @@ class Trainer:
         self.model.train()
         indices = self.next_indices()
         blocks = self.batch(self.train_examples, indices)
+        if self.tc.voice_shift or self.tc.voice_level:
+            first = self.dist.rank * blocks.batch_size  # this share's place in the global batch
+            seeds = [(self.tc.seed * 1_000_003 + self.step) * 4096 + first + b
+                     for b in range(blocks.batch_size)]
+            blocks.user_audio = perturb_voices(blocks.user_audio, seeds, self.tc.voice_shift,
+                                               self.tc.voice_level, self.cfg.audio.n_bins)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():

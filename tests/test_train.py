@@ -52,15 +52,17 @@ def test_a_stable_checkpoint_resumes_into_a_shorter_run_exactly(data, tmp_path):
 
 
 def test_loss_falls_and_checkpoints_resume_exactly(data, tmp_path):
+    """Also with the training voices perturbed: each step's perturbation is its own."""
     train, val = data
-    straight = Trainer(config(tmp_path / "a"), train, val, vocab=list(VOCAB))
+    voices = dict(voice_shift=2, voice_level=1)
+    straight = Trainer(config(tmp_path / "a", **voices), train, val, vocab=list(VOCAB))
     history = straight.fit(progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
     assert "val_loss" in history[1] and (tmp_path / "a" / "last.pt").exists()
 
-    half = Trainer(config(tmp_path / "b", steps=2), train, val, vocab=list(VOCAB))
+    half = Trainer(config(tmp_path / "b", steps=2, **voices), train, val, vocab=list(VOCAB))
     half.fit(progress=False)
-    resumed = Trainer(config(tmp_path / "c"), train, val, vocab=list(VOCAB))
+    resumed = Trainer(config(tmp_path / "c", **voices), train, val, vocab=list(VOCAB))
     resumed.resume(tmp_path / "b" / "last.pt")
     assert resumed.step == 2
     resumed.fit(progress=False)
@@ -160,3 +162,22 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
         assert all(int(w) in values for w in targets), targets
         marked += int(mask.sum())
     assert marked > 0
+
+
+def test_perturbed_voices_move_channels_and_levels_and_keep_silence():
+    from minitml.train import perturb_voices
+
+    x = torch.zeros(3, 2, 4, 4, 80, dtype=torch.long)  # (B, T, A, k, 80)
+    x[:, 0, 0, 0, 40] = 8  # one sounding channel in one frame; the rest is silence
+    assert torch.equal(perturb_voices(x, [1, 2, 3], 0, 0, 16), x)
+    seen = set()
+    for seed in range(200):
+        y = perturb_voices(x[:1], [seed], 2, 1, 16)
+        assert torch.equal(y, perturb_voices(x[:1], [seed], 2, 1, 16))  # a seed is one perturbation
+        sounding = y.nonzero()
+        assert len(sounding) == 1 and sounding[0, :4].tolist() == [0, 0, 0, 0]
+        channel, level = int(sounding[0, 4]), int(y[tuple(sounding[0])])
+        seen.add((channel - 40, level - 8))
+    assert seen == {(s, o) for s in (-2, -1, 0, 1, 2) for o in (-1, 0, 1)}
+    top = torch.full((1, 1, 1, 1, 80), 15)
+    assert int(perturb_voices(top, [0], 2, 1, 16).max()) <= 15  # levels stay in the bins

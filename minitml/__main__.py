@@ -28,13 +28,14 @@ def demo(args) -> int:
 
 def presets(args) -> int:
     from minitml.config import PRESETS, get_config
+    from minitml.scale import flops_per_position
 
     print(f"{'preset':10s} {'total':>14s} {'active':>14s} {'bf16 bytes':>11s} {'GFLOP/token':>12s}")
     for name in PRESETS:
         cfg = get_config(name)
         counts = cfg.param_counts()
         print(f"{name:10s} {counts['total']:14,d} {counts['active']:14,d} "
-              f"{2 * counts['total'] / 1e9:10.2f}G {cfg.flops_per_token() / 1e9:12.3f}")
+              f"{2 * counts['total'] / 1e9:10.2f}G {flops_per_position(cfg) / 1e9:12.3f}")
     return 0
 
 
@@ -75,6 +76,8 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "word_weight": "a word target's weight against a PAD target",
     "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
+    "voice_shift": "move each training user's mel channels by up to this many (0: off)",
+    "voice_level": "move each training user's levels by up to this many dMel bins (0: off)",
     "seed": "model init and batch order", "device": "auto: cuda if available, else cpu",
     "out": "folder for checkpoints, history and plots",
 }

@@ -317,19 +317,6 @@ class Config:
             "active": sum(g["active"] for g in groups),
         }
 
-    def flops_per_token(self, context: int | None = None) -> int:
-        """Forward FLOPs for one token: 2 per active weight + attention over `context`.
-
-        `context` defaults to the sliding window, the most a token ever attends to.
-        Training costs about three times this (forward + backward).
-        """
-        context = self.window if context is None else context
-        m = self.model
-        matmul = 2 * self.param_counts()["active"]
-        # q.k scores and the weighted sum of values, per layer, per head.
-        attention = m.n_layers * 2 * 2 * m.n_heads * m.head_dim * context
-        return matmul + attention
-
     def replace(self, **parts) -> Config:
         """A copy with some parts replaced, e.g. cfg.replace(moe=MoEConfig(n_experts=8))."""
         return replace(self, **parts)

@@ -354,7 +354,14 @@ class DMelEmbedding(nn.Module):
 
 
 class DMelHead(nn.Module):
-    """d_model vector -> logits for k frames x 80 channels x 16 bins, all in parallel."""
+    """d_model vector -> logits for k frames x 80 channels x 16 bins, all in parallel.
+
+    One of the interaction model's two mel heads (the other is `minitml.model.FlowHead`).
+    Both answer `logits`, `sample` and `loss`, so the model and the generator call a head
+    without asking which one it is.
+    """
+
+    keeps_torch_init = False  # the model's N(0, 0.02) initialises the projection
 
     def __init__(self, cfg: AudioConfig, d_model: int):
         super().__init__()
@@ -366,14 +373,32 @@ class DMelHead(nn.Module):
         c = self.cfg
         return self.proj(h).view(*h.shape[:-1], c.frames_per_token, c.n_mels, c.n_bins)
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., d_model) -> (..., k, n_mels, n_bins): the logits the frames are drawn from."""
+        return self(h)
+
+    def sample(self, h: torch.Tensor, temperature: float = 0.0,
+               rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., d_model) -> ((..., k, n_mels) bins, on h's device; the logits they came from).
+
+        The bins are picked on the CPU, where `rng` lives, so a model on a GPU draws the
+        same frames as on the CPU."""
+        logits = self(h)
+        return self.pick(logits.cpu(), temperature, rng).to(h.device), logits
+
+    def loss(self, h: torch.Tensor, tokens: torch.Tensor,
+             logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of the target bins (..., k, n_mels); logits: `logits(h)` if already at hand."""
+        return self.cross_entropy(self(h) if logits is None else logits, tokens)
+
     @staticmethod
-    def loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def cross_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over every (frame, channel): a 16-way choice each."""
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
 
     @staticmethod
-    def sample(logits: torch.Tensor, temperature: float = 0.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def pick(logits: torch.Tensor, temperature: float = 0.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
         """Pick one bin per channel: argmax at temperature 0, else sample."""
         if temperature <= 0:
             return logits.argmax(-1)

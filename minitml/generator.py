@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minitml.dmel import DMel, DMelHead, DMelStream, StreamVocoder
+from minitml.dmel import DMel, DMelStream, StreamVocoder
 from minitml.model import InteractionModel, KVCache
 from minitml.stream import PAD, Blocks, empty_blocks
 
@@ -138,14 +138,8 @@ class Generator:
         (k, 80, 16) mel logits or None for a flow head)."""
         text_logits = self.model.text_logits(h)[0, 0]  # (V,)
         word = self.sample_text(text_logits, rng=self.state.rng)
-        head = self.model.mel_head
-        if isinstance(head, DMelHead):
-            mel_logits = head(h)[0, 0]  # (k, 80, 16)
-            frames = DMelHead.sample(mel_logits.cpu(), self.mel_temperature, self.state.rng)
-        else:
-            mel_logits = None
-            frames = head.sample(h, self.state.rng)[0, 0].cpu()
-        return word, frames, text_logits, mel_logits
+        frames, mel_logits = self.model.mel_head.sample(h, self.mel_temperature, self.state.rng)
+        return word, frames[0, 0], text_logits, None if mel_logits is None else mel_logits[0, 0]
 
     @torch.inference_mode()
     def speak(self, blk: Blocks, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -157,7 +151,7 @@ class Generator:
         for j in range(A):
             word, frames, t_logits, m_logits = self._speak_one(h)
             blk.out_text[0, 0, j] = word
-            blk.out_audio[0, 0, j] = frames.to(self.device)
+            blk.out_audio[0, 0, j] = frames
             text_logits.append(t_logits)
             mel_logits.append(m_logits)
             emb = self.model.embed_outputs(blk.out_text[:, :, j:j + 1],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -163,8 +164,29 @@ class Block(nn.Module):
 
 
 # ----------------------------------------------------------------------------
-# The flow-matching mel head (the reference system's alternative to logits)
+# The mel heads: dMel logits (minitml/dmel.py) or flow matching, one interface
 # ----------------------------------------------------------------------------
+class MelHead(Protocol):
+    """What the model and the generator ask of a mel head; `DMelHead` and `FlowHead` answer.
+
+    h is the hidden state of predictor positions (..., d); tokens and frames are dMel
+    bins (..., k, 80).
+    """
+
+    keeps_torch_init: bool  # True: the model's N(0, 0.02) init leaves the head's weights alone
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor | None:
+        """The logits (..., k, 80, 16) the frames are drawn from, or None (a flow has none)."""
+
+    def sample(self, h: torch.Tensor, temperature: float,
+               rng: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(frames (..., k, 80) on h's device, the logits they came from or None); rng on the CPU."""
+
+    def loss(self, h: torch.Tensor, tokens: torch.Tensor,
+             logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar training loss against the target bins; logits: what `logits(h)` gave, if any."""
+
+
 class FlowHead(nn.Module):
     """Generate the k mel frames of an output token from its hidden state by flow matching.
 
@@ -173,6 +195,8 @@ class FlowHead(nn.Module):
     Sampling walks from noise along v in `steps` Euler steps; the result is
     snapped back to dMel bins so it can be fed back like any other output.
     """
+
+    keeps_torch_init = True  # the MLP keeps PyTorch's default (fan-in) init
 
     def __init__(self, cfg: AudioConfig, d_model: int, hidden: int, steps: int):
         super().__init__()
@@ -190,8 +214,12 @@ class FlowHead(nn.Module):
         """x_t (..., n), t (..., 1), h (..., d) -> (..., n)."""
         return self.net(torch.cat([x_t, t, h], dim=-1))
 
-    def loss(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Mean squared velocity error; h (..., d), tokens (..., k, 80)."""
+    def logits(self, h: torch.Tensor) -> None:
+        """None: a flow head draws its frames without logits."""
+        return None
+
+    def loss(self, h: torch.Tensor, tokens: torch.Tensor, logits: None = None) -> torch.Tensor:
+        """Mean squared velocity error; h (..., d), tokens (..., k, 80); logits is unused."""
         centres = torch.linspace(self.cfg.log_min, self.cfg.log_max, self.cfg.n_bins,
                                  device=h.device)
         x1 = (centres[tokens].flatten(-2) - self.centre) / self.scale  # (..., n)
@@ -201,16 +229,20 @@ class FlowHead(nn.Module):
         return F.mse_loss(self.velocity(x_t, t, h), x1 - x0)
 
     @torch.no_grad()
-    def sample(self, h: torch.Tensor, generator: torch.Generator | None = None,
-               noise_scale: float = 1.0) -> torch.Tensor:
-        """h (..., d) -> tokens (..., k, 80); noise_scale 0 starts from the mean (greedy-like)."""
-        x = noise_scale * torch.randn(*h.shape[:-1], self.n, generator=generator).to(h.device)
+    def sample(self, h: torch.Tensor, temperature: float = 0.0, rng: torch.Generator | None = None,
+               noise_scale: float = 1.0) -> tuple[torch.Tensor, None]:
+        """h (..., d) -> (tokens (..., k, 80), None).
+
+        temperature is the discrete head's and is not used: a flow's randomness is its
+        starting noise, drawn from `rng` on the CPU. noise_scale 0 starts from the mean
+        (greedy-like)."""
+        x = noise_scale * torch.randn(*h.shape[:-1], self.n, generator=rng).to(h.device)
         for i in range(self.steps):
             t = torch.full((*h.shape[:-1], 1), i / self.steps, device=h.device)
             x = x + self.velocity(x, t, h) / self.steps
         log_mel = (x * self.scale + self.centre).clamp(self.cfg.log_min, self.cfg.log_max)
         tokens = torch.round((log_mel - self.cfg.log_min) / self.cfg.bin_step).long()
-        return tokens.view(*h.shape[:-1], self.cfg.frames_per_token, self.cfg.n_mels)
+        return tokens.view(*h.shape[:-1], self.cfg.frames_per_token, self.cfg.n_mels), None
 
 
 REPLY_GAP_SLOTS = 12  # 600 ms of silent monologue: the next word starts a reply
@@ -277,10 +309,8 @@ class InteractionModel(nn.Module):
         self.text_head = nn.Linear(d, m.text_vocab_size, bias=False)
         # Listening, supervised densely: at every user-audio position, which word just ended.
         self.heard_head = nn.Linear(d, m.text_vocab_size, bias=False) if m.heard_head else None
-        if m.mel_head == "discrete":
-            self.mel_head = DMelHead(cfg.audio, d)
-        else:
-            self.mel_head = FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps)
+        self.mel_head: MelHead = (DMelHead(cfg.audio, d) if m.mel_head == "discrete"
+                                  else FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps))
         self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
         self.register_buffer("predictors", self.layout.predictor_offsets(), persistent=False)
         self.vocab: list[str] | None = None  # set by from_checkpoint when the file has one
@@ -297,9 +327,9 @@ class InteractionModel(nn.Module):
         # projection scaled down by sqrt(2 * n_layers) so the stream's variance grows less with
         # depth. (Two exceptions, as they are: the dense FFN's down projection is not scaled, and
         # the MoE experts are stacked parameters that keep MoE.reset_parameters' fan-in uniform.)
-        flow = set(self.mel_head.modules()) if isinstance(self.mel_head, FlowHead) else set()
+        kept = set(self.mel_head.modules()) if self.mel_head.keeps_torch_init else set()
         for module in self.modules():
-            if module in flow:  # the flow MLP keeps PyTorch's default (fan-in) init
+            if module in kept:  # the flow MLP keeps PyTorch's default (fan-in) init
                 continue
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -376,9 +406,8 @@ class InteractionModel(nn.Module):
             start = self.layout.n_patches
             heard = self.heard_head(h[:, :, start:start + self.layout.n_audio])  # (B, T, A, V)
         h = h[:, :, self.predictors]  # (B, T, A, d) predictor positions
-        mel = self.mel_head(h) if isinstance(self.mel_head, DMelHead) else None
-        return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=mel, aux_loss=aux,
-                           heard_logits=heard)
+        return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=self.mel_head.logits(h),
+                           aux_loss=aux, heard_logits=heard)
 
     def loss(self, blocks: Blocks, text_weight: float = 1.0, mel_weight: float = 1.0,
              out: ModelOutput | None = None, word_weight: float = 1.0,
@@ -408,10 +437,7 @@ class InteractionModel(nn.Module):
         weights = word_weights(blocks.out_text, word_weight, reply_weight, decision_ids).flatten()
         weights = weights.to(text.dtype)
         text = (text * weights).sum() / denominators.get("text", weights.sum())
-        if out.mel_logits is not None:
-            mel = DMelHead.loss(out.mel_logits, blocks.out_audio)
-        else:
-            mel = self.mel_head.loss(out.hidden, blocks.out_audio)
+        mel = self.mel_head.loss(out.hidden, blocks.out_audio, out.mel_logits)
         total = text_weight * text + mel_weight * mel + out.aux_loss
         losses = {"text": text.detach(), "mel": mel.detach(), "aux": out.aux_loss.detach()}
         if heard_weight > 0:

@@ -199,7 +199,7 @@ def flops_per_micro_turn(cfg: Config | str, keys: int | None = None) -> dict[str
     keys = cfg.window if keys is None else keys
     g = cfg.param_groups()
     weights = 2 * sum(g[n]["active"] for n in ("attention", "dense_ffn", "moe_ffn"))  # q,k,v,o, FFN
-    attention = cfg.flops_per_token(keys) - cfg.flops_per_token(0)  # q.k, p.v: layers x 2 x 2 x H x hd x keys
+    attention = m.n_layers * 2 * 2 * m.n_heads * m.head_dim * keys  # q.k and p.v, 2 FLOPs per multiply-add
     if v.stem == "linear":
         stem = 2 * v.patch_dim * d  # one (4800 -> d) matmul per patch
     else:
@@ -216,10 +216,22 @@ def flops_per_micro_turn(cfg: Config | str, keys: int | None = None) -> dict[str
     return out
 
 
-def train_flops_per_token(cfg: Config | str, context: int | None = None) -> float:
-    """Training FLOPs per position: forward + backward (twice the forward) = 3 x forward."""
+def flops_per_position(cfg: Config | str, keys: int | None = None) -> float:
+    """Forward FLOPs of one position (one token): a micro-turn's FLOPs shared over its L positions.
+
+    This is the per-token figure everywhere (`python -m minitml presets`, notebook 03).
+    It is well below the rule of thumb of 2 x active parameters: table look-ups (text
+    ids, dMel bins, positions) cost nothing, and the patch stem, the dMel projection and
+    the heads run only at the positions that use them (P patches, 2A audio tokens, A
+    predictors).
+    """
     cfg = _config(cfg)
-    return 3 * flops_per_micro_turn(cfg, context)["total"] / cfg.positions_per_micro_turn
+    return flops_per_micro_turn(cfg, keys)["total"] / cfg.positions_per_micro_turn
+
+
+def train_flops_per_token(cfg: Config | str, keys: int | None = None) -> float:
+    """Training FLOPs per position: forward + backward (twice the forward) = 3 x forward."""
+    return 3 * flops_per_position(cfg, keys)
 
 
 # ----------------------------------------------------------------------------

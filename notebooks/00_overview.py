@@ -189,7 +189,8 @@ print(f"the model: {cfg.model.n_layers} layers, d_model {cfg.model.d_model}, sli
 # | `01_dmel` | audio as 80 channels x 4 bits, 80 times a second, and back to sound |
 # | `02_patches` | pictures as 40x40 patches, straight into the transformer |
 # | `03_moe` | Mixture-of-Experts: more parameters at the same compute per token |
-# | `04_interaction_model` | one transformer over interleaved 200 ms blocks; the ring-buffer KV cache |
+# | `04_interaction_model` | one transformer over interleaved 200 ms blocks, streamed; the ring-buffer KV cache |
+# | `04b_two_ways_to_speak` | a discrete dMel head or a flow-matching head, trained on a toy echo task |
 # | `05_micro_turn_loop` | `Session.step`: 200 ms in, 200 ms out, against a deadline |
 # | `06_toy_world` | the synthetic conversations and their exact ground truth |
 # | `07_training` | how the model learns *when* to speak from next-token prediction alone |

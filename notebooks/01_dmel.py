@@ -192,7 +192,7 @@ vectors = embed(audio_tokens)  # (n_tokens, d_model)
 logits = head(vectors)  # (n_tokens, k, 80, 16)
 print("frames", tuple(tokens.shape), "-> tokens", tuple(audio_tokens.shape),
       "-> vectors", tuple(vectors.shape), "-> logits", tuple(logits.shape))
-print("untrained loss:", DMelHead.loss(logits, audio_tokens).item(),
+print("untrained loss:", DMelHead.cross_entropy(logits, audio_tokens).item(),
       "~ ln 16 =", torch.log(torch.tensor(16.0)).item())
 
 # %% [markdown]

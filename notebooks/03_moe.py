@@ -69,7 +69,7 @@ from minitml.moe import (
     moe_dense_reference,
     router_z_loss,
 )
-from minitml.scale import human  # 12_345_678 -> '12.3M'; 2.2e9 bytes -> '2.2 GB'
+from minitml.scale import flops_per_position, human  # human: 12_345_678 -> '12.3M'; 2.2e9 bytes -> '2.2 GB'
 
 torch.manual_seed(0)
 print("FAST =", FAST, "| train steps:", TRAIN_STEPS, "| timing tokens:", TIMING_TOKENS)
@@ -331,9 +331,11 @@ with torch.inference_mode():
 #
 # The presets in `minitml.config` run from a CPU toy to the published scale.
 # Memory follows the **total** (every expert must be stored; 2 bytes per weight
-# in bf16); compute per token follows the **active** count (forward FLOPs: 2 per
-# active weight, plus attention over the sliding window). Our `tml_small` layout
-# lands at 278B / 11.9B, within 1% of the published figures.
+# in bf16); compute per token follows the **active** count. The FLOPs column is
+# `minitml.scale.flops_per_position`: 2 per multiply-add with an active weight, plus
+# attention over the sliding window, with table look-ups free and each head run
+# only where it predicts (notebook 11 checks it against PyTorch's own count). Our
+# `tml_small` layout lands at 278B / 11.9B, within 1% of the published figures.
 
 # %%
 print(f"{'preset':<10}{'total':>9}{'active':>9}{'active %':>10}"
@@ -343,7 +345,7 @@ for name in ["tiny", "small", "tml_small"]:
     n = c.param_counts()
     print(f"{name:<10}{human(n['total']):>9}{human(n['active']):>9}"
           f"{n['active'] / n['total']:>10.1%}{human(2 * n['total'], 'B'):>12}"
-          f"{human(2 * n['active'], 'B'):>13}{c.flops_per_token() / 1e9:>14.3g}")
+          f"{human(2 * n['active'], 'B'):>13}{flops_per_position(c) / 1e9:>14.3g}")
 
 # %% [markdown]
 # Where the 276B sit in `tml_small` (48 layers, $d$ = 4096, 128 experts of

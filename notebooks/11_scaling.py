@@ -142,7 +142,7 @@ caches = model.new_cache(1)
 with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
     h, _ = model.run(model.embed(random_blocks(tiny, 1)), torch.arange(L), caches)  # (1, L, d)
     h = h[:, model.predictors]  # (1, A, d) the positions that predict output tokens
-    model.text_head(h), model.mel_head(h)
+    model.text_head(h), model.mel_head.logits(h)
 rows = [
     ("parameters", tiny.param_counts()["total"], sum(p.numel() for p in model.parameters())),
     ("KV cache bytes (fp32, + int64 slot positions)",

@@ -9,8 +9,9 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def notebook_sources() -> list[Path]:
-    """Every jupytext percent source in notebooks/ (its paired .ipynb sits beside it)."""
-    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    """Every jupytext percent source in notebooks/ (its paired .ipynb sits beside it):
+    NN_name.py, or NNx_name.py for a notebook that follows NN (04b after 04)."""
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.py"))
 
 
 def code_cells(py_path: Path) -> list[str]:

@@ -67,7 +67,7 @@ def test_every_badge_points_at_the_one_repository_address():
 
     found = addresses(ROOT)
     assert set(found) == {repository()}, found
-    assert len(found[repository()]) >= 13  # the README and the twelve notebooks (.py and .ipynb)
+    assert len(found[repository()]) >= 14  # the README and the thirteen notebooks (.py and .ipynb)
 
 
 def test_repo_repoints_every_badge(tmp_path, capsys):
@@ -81,7 +81,7 @@ def test_repo_repoints_every_badge(tmp_path, capsys):
     changed = repoint("someone/fork", tmp_path)
     assert repository(tmp_path) == "someone/fork"
     assert set(addresses(tmp_path)) == {"someone/fork"}
-    assert len(changed) >= 25  # pyproject, README, 12 notebooks twice
+    assert len(changed) >= 27  # pyproject, README, 13 notebooks twice
     assert "Full-Duplex-Bench" in (tmp_path / "README.md").read_text()  # other links stay
     with pytest.raises(SystemExit, match="OWNER/NAME"):
         repoint("not an address", tmp_path)

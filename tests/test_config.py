@@ -129,14 +129,6 @@ def test_tiny_by_hand():
     assert counts["active"] == expected_total - 2 * 2 * 3 * d * h_exp  # 2 of 4 experts idle
 
 
-def test_flops_per_token_by_hand():
-    cfg = get_config("tiny")
-    window = 32 * 14
-    attention = 4 * 2 * 2 * 128 * window  # layers x (qk + av) x 2 FLOPs x d x context
-    assert cfg.window == window
-    assert cfg.flops_per_token() == 2 * cfg.param_counts()["active"] + attention
-
-
 def test_layout_of_the_tiny_micro_turn():
     layout = get_config("tiny").layout()
     assert layout == {"patches": 4, "user_audio": 4, "text_in": 2, "model_out": 4, "total": 14}

@@ -192,14 +192,28 @@ def test_head_predicts_channels_in_parallel(tiny):
     logits = head(h)
     assert logits.shape == (5, 4, 80, 16)
     target = torch.randint(0, 16, (5, 4, 80))
-    loss = DMelHead.loss(logits, target)
+    loss = DMelHead.cross_entropy(logits, target)
     assert abs(loss.item() - math.log(16)) < 0.5  # near uniform at init
     loss.backward()
     assert h.grad is not None and head.proj.weight.grad.abs().sum() > 0
-    assert torch.equal(DMelHead.sample(logits, 0.0), logits.argmax(-1))
+    assert torch.equal(DMelHead.pick(logits, 0.0), logits.argmax(-1))
     g = torch.Generator().manual_seed(1)
-    s = DMelHead.sample(logits, 1.0, generator=g)
+    s = DMelHead.pick(logits, 1.0, generator=g)
     assert s.shape == (5, 4, 80) and s.min() >= 0 and s.max() < 16
+
+
+def test_head_answers_the_mel_head_interface(tiny):
+    """logits, sample and loss over hidden states: the pure functions on its logits."""
+    head = DMelHead(tiny.audio, d_model=64)
+    h = torch.randn(5, 64)
+    target = torch.randint(0, 16, (5, 4, 80))
+    assert torch.equal(head.logits(h), head(h))
+    assert torch.equal(head.loss(h, target), DMelHead.cross_entropy(head(h), target))
+    assert torch.equal(head.loss(h, target, logits=head(h)), head.loss(h, target))
+    frames, logits = head.sample(h, 0.0)
+    assert torch.equal(logits, head(h)) and torch.equal(frames, logits.argmax(-1))
+    frames, _ = head.sample(h, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(frames, DMelHead.pick(head(h), 1.0, torch.Generator().manual_seed(1)))
 
 
 def test_espeak_output_does_not_depend_on_what_came_before():

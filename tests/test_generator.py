@@ -1,5 +1,6 @@
 """The streaming generator alone: hear, prefill, speak, play, with no clock around it."""
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -89,6 +90,29 @@ def test_a_session_is_its_generator_on_a_clock(model):
     for out, (ids, frames, audio) in zip(outs, said):
         assert torch.equal(out.text_ids, ids) and torch.equal(out.tokens, frames)
         assert torch.equal(out.audio, audio)
+
+
+@pytest.mark.parametrize("mel_head", ["discrete", "flow"])
+def test_both_mel_heads_speak_through_one_interface(mel_head):
+    """The generator calls the mel head without asking which one it is: each head draws its
+    frames from the generator's randomness, and only the discrete head has logits to show."""
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, mel_head=mel_head))).eval()
+    turns = inputs(3)
+    generator = Generator(model, mel_temperature=1.0, seed=3)
+    first = converse(generator, turns)
+    generator.reset()
+    assert same(first, converse(generator, turns))
+    assert not same(first, converse(Generator(model, mel_temperature=1.0, seed=4), turns))
+    blk, _ = generator.hear(*turns[0])
+    _, mel_logits = generator.speak(blk, generator.prefill(blk))
+    A, k, n_mels, n_bins = 4, 4, 80, 16
+    said = blk.out_audio[0, 0]  # (A, k, 80) the bins it said
+    assert said.shape == (A, k, n_mels) and 0 <= said.min() <= said.max() < n_bins
+    assert (mel_logits is None) == (mel_head == "flow")
+    if mel_logits is not None:
+        assert mel_logits.shape == (A, k, n_mels, n_bins)
 
 
 def test_greedy_word_asks_speak_now_before_which_word():

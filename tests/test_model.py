@@ -242,8 +242,9 @@ def test_flow_head_samples_deterministically():
     cfg = small_window(3, mel_head="flow")
     model = InteractionModel(cfg).eval()
     h = torch.randn(2, 128)
-    a = model.mel_head.sample(h, torch.Generator().manual_seed(0))
-    b = model.mel_head.sample(h, torch.Generator().manual_seed(0))
+    a, no_logits = model.mel_head.sample(h, rng=torch.Generator().manual_seed(0))
+    b, _ = model.mel_head.sample(h, 1.0, torch.Generator().manual_seed(0))  # temperature: unused
     assert a.shape == (2, 4, 80) and torch.equal(a, b) and a.min() >= 0 and a.max() < 16
+    assert no_logits is None and model.mel_head.logits(h) is None
     loss = model.loss(random_blocks(cfg, 2))
     assert torch.isfinite(loss["loss"]) and loss["mel"] > 0

@@ -26,6 +26,7 @@ from minitml.scale import (
     expert_traffic,
     experts_touched,
     flops_per_micro_turn,
+    flops_per_position,
     format_plan,
     get_gpu,
     gpus_to_serve,
@@ -92,7 +93,22 @@ def test_flops_per_micro_turn_by_hand(tiny):
     assert f["attention"] == 14 * 4 * 2 * 2 * 4 * 32 * 448  # positions x layers x (q.k, p.v) x H x hd x keys
     assert f["heads"] == 4 * 2 * 128 * (256 + 4 * 80 * 16)  # A predictors x (text + dMel logits)
     assert f["total"] == 52_916_224
-    assert train_flops_per_token(tiny) == 3 * f["total"] / 14
+
+
+def test_flops_per_position_is_the_micro_turn_over_its_positions(tiny):
+    """The one FLOP model, per token: what one micro-turn costs, spread over its L = 14 positions."""
+    W = 32 * 14
+    assert tiny.window == W
+    attention = 14 * 4 * 2 * 2 * 4 * 32 * W  # positions x layers x (q.k, p.v) x H x hd x keys
+    assert flops_per_position(tiny) == 52_916_224 / 14  # 3.78M
+    assert flops_per_position(tiny, keys=0) == (52_916_224 - attention) / 14
+    assert train_flops_per_token(tiny) == 3 * flops_per_position(tiny)
+    # 2 x active parameters (+ attention) would say 5.88M, 1.55 times more: it counts the
+    # look-up tables (text ids, dMel bins, positions) as matmuls, and the patch stem, the dMel
+    # projection and the heads at all 14 positions, where they run at P = 4 patches, 2A = 8
+    # audio tokens and A = 4 predictors (the heard head, a training signal, not at all).
+    rule_of_thumb = 2 * TINY_ACTIVE + attention / 14
+    assert 1.5 < rule_of_thumb / flops_per_position(tiny) < 1.6
 
 
 def stream_one_micro_turn(model) -> tuple[int, list]:
@@ -105,7 +121,7 @@ def stream_one_micro_turn(model) -> tuple[int, list]:
         x = model.embed(random_blocks(cfg, n_turns=1, batch_size=1))  # (1, L, d)
         h, _ = model.run(x, torch.arange(cfg.positions_per_micro_turn), caches)  # through the ring
         h = h[:, model.predictors]  # (1, A, d) the predictor positions
-        model.text_head(h), model.mel_head(h)
+        model.text_head(h), model.mel_head.logits(h)
     return counter.get_total_flops(), caches
 
 

@@ -147,6 +147,13 @@ def evaluate_cmd(args) -> int:
     from minitml.evaluate import check_targets, evaluate, format_table, format_targets
     from minitml.world.scenarios import KINDS
 
+    threshold = args.speak_threshold
+    if threshold != "calibrated":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise SystemExit(f"--speak-threshold takes a number in [0, 1) or 'calibrated', "
+                             f"got {threshold!r}") from None
     path = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
     model = None
     if path.exists():
@@ -164,7 +171,8 @@ def evaluate_cmd(args) -> int:
         from minitml.listen import Recognizer
 
         recognizer = Recognizer()
-    results = evaluate(model, kinds, args.n, split=args.split, out=args.out, recognizer=recognizer)
+    results = evaluate(model, kinds, args.n, split=args.split, out=args.out, recognizer=recognizer,
+                       speak_threshold=threshold)
     print(format_table(results))
     if model is not None:
         print("\n## targets\n" + format_targets(check_targets(results)))
@@ -280,6 +288,9 @@ def main(argv=None) -> int:
     p.add_argument("--transcribe", action="store_true",
                    help="also score what a speech recognizer hears in the output audio (minitml.listen); "
                         "output.json then holds its transcript, as the benchmark's pipeline does")
+    p.add_argument("--speak-threshold", default="0.5",
+                   help="greedy decoding speaks when P(speak) is above this; 'calibrated': w / (1 + w) "
+                        "for a model trained with word targets weighing w (minitml.generator)")
     p.set_defaults(func=evaluate_cmd)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -76,6 +76,8 @@ def load(path: str | Path, expect: Config | None = None, vocab: list[str] | None
     else:
         model.load_state_dict(saved["model"])
     model.vocab = saved.get("vocab")
+    trained = saved.get("train_config") or saved.get("extra", {}).get("train_config") or {}
+    model.word_weight = trained.get("word_weight", 1.0)  # older files: every target weighed 1
     return model
 
 

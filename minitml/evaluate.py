@@ -97,12 +97,13 @@ def run_scenario(session: Session, scenario, record: bool = False, progress: boo
 
 
 def run_model(model, scenario, vocab: list[str] | None = None, temperature: float = 0.0,
-              speak_threshold: float = 0.5):
+              speak_threshold: float | str = 0.5):
     """One closed-loop run -> (words [(word, t)], audio (N,)) on the scenario's clock.
 
     vocab: the model's word list (default: the checkpoint's, else the toy world's).
     temperature: 0 is greedy (`generator.greedy_word`); above 0 words are sampled, with the
-    session's fixed seed, so a run is still repeatable. speak_threshold: see greedy_word."""
+    session's fixed seed, so a run is still repeatable. speak_threshold: see greedy_word ("calibrated":
+    the model's, `generator.calibrated_threshold`)."""
     if vocab is None:  # the checkpoint's vocabulary, else the toy world's
         vocab = model.vocab if model.vocab is not None else list(VOCAB)
     # ids the vocabulary does not name (an untrained model says them) are silent tokens
@@ -188,7 +189,7 @@ def walkie_talkie(scenario, threshold_s: float):
 # -- the whole benchmark ----------------------------------------------------------------
 def evaluate(model, kinds, n: int, split: str = "heldout", seed: int = 0, out=None,
              vocab: list[str] | None = None, thresholds=THRESHOLDS, progress: bool = True,
-             temperature: float = 0.0, speak_threshold: float = 0.5, recognizer=None) -> dict:
+             temperature: float = 0.0, speak_threshold: float | str = 0.5, recognizer=None) -> dict:
     """Score n scenarios per kind (seeds seed..seed+n-1) -> {kind: {system: summary}}.
 
     Systems: "model" (when a model is given), "ground_truth", "walkie_talkie_<t>", and with a

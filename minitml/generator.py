@@ -45,6 +45,20 @@ def greedy_word(logits: torch.Tensor, speak_threshold: float = 0.5,
     return int(probs[PAD + 1:].argmax()) + PAD + 1
 
 
+def calibrated_threshold(word_weight: float) -> float:
+    """The speak threshold that undoes a training word weight w: w / (1 + w).
+
+    Trained with word targets weighing w against PAD targets, the model's probabilities
+    are not the data's: the weighted cross-entropy is least where q(word) is proportional
+    to w * p(word), so the odds of speaking, q(speak) / q(PAD), come out w times the
+    data's. "Speak when the data's P(speak) exceeds one half" is then "speak when
+    q(speak) > w q(PAD)", that is q(speak) > w / (1 + w): 0.5 for w = 1, 0.83 for w = 5.
+    (A reply's first word weighs more again, reply_weight; its odds keep that much
+    more, so the calibrated model stays a little readier to answer than to interrupt.)
+    """
+    return word_weight / (1 + word_weight)
+
+
 def sample_word(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
                 rng: torch.Generator | None = None) -> int:
     """One word id drawn from softmax(logits / temperature), (V,) -> int; top_k > 0 keeps

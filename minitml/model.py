@@ -313,7 +313,10 @@ class InteractionModel(nn.Module):
                                   else FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps))
         self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
         self.register_buffer("predictors", self.layout.predictor_offsets(), persistent=False)
-        self.vocab: list[str] | None = None  # set by from_checkpoint when the file has one
+        self.vocab: list[str] | None = None  # set by checkpoint.load when the file has one
+        # The weight its word targets had in training (TrainConfig.word_weight), set by the
+        # trainer and by checkpoint.load; greedy decoding undoes it (calibrated_threshold).
+        self.word_weight = 1.0
         # Training option: keep only each block's input for backward and recompute the rest.
         self.activation_checkpointing = False
         self._init_weights()

@@ -49,7 +49,7 @@ import torch
 from minitml.background import Handoff
 from minitml.dmel import check_wave
 from minitml.events import EventTracker
-from minitml.generator import Generator, greedy_word, sample_word
+from minitml.generator import Generator, calibrated_threshold, greedy_word, sample_word
 from minitml.model import InteractionModel
 from minitml.patches import patchify
 from minitml.protocol import CALL, Event, unnamed
@@ -60,7 +60,8 @@ from minitml.timeline import MicroTurnOutput, Timeline
 class Session:
     """One live conversation with a model, 200 ms at a time (see the module docstring).
 
-    temperature 0 decodes words with `greedy_word` (and speak_threshold), above 0 samples
+    temperature 0 decodes words with `greedy_word` (and speak_threshold; "calibrated": the
+    model's `calibrated_threshold`, which undoes the word weight it was trained with), above 0 samples
     them (top_k); mel_temperature does the same for the dMel frames; seed fixes every draw.
     vocab names the word ids (default: the checkpoint's). overrun and budget_ms set the
     deadline policy; vocode=False skips the vocoder; record_logits keeps each step's logits.
@@ -70,12 +71,18 @@ class Session:
                  mel_temperature: float = 0.0, seed: int = 0, vocab: list[str] | None = None,
                  vocode: bool = True, overrun: str = "catch_up", budget_ms: float | None = None,
                  record_logits: bool = False, call_word: str = CALL, warmup: bool = True,
-                 background=None, speak_threshold: float = 0.5):
+                 background=None, speak_threshold: float | str = 0.5):
         if overrun not in ("catch_up", "ignore"):
             raise ValueError(f"overrun must be 'catch_up' or 'ignore', got {overrun!r}")
         self.model = model.eval()
         self.cfg = model.cfg
         self.layout = model.layout
+        if speak_threshold == "calibrated":
+            speak_threshold = calibrated_threshold(model.word_weight)
+        if not isinstance(speak_threshold, (int, float)) or not 0 <= speak_threshold < 1:
+            raise ValueError(f"speak_threshold must be a number in [0, 1) or 'calibrated', "
+                             f"got {speak_threshold!r}")
+        self.speak_threshold = speak_threshold
         if temperature <= 0:  # greedy: see greedy_word
             sample_text = partial(greedy_word, speak_threshold=speak_threshold)
         else:

@@ -252,6 +252,7 @@ class Trainer:
         self.bf16 = tc.precision == "bf16" or (tc.precision == "auto" and self.device.type == "cuda")
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = InteractionModel(self.cfg).to(self.device)
+        self.model.word_weight = tc.word_weight  # for decoding (generator.calibrated_threshold)
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
             compile_blocks(self.model)

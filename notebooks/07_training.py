@@ -74,7 +74,7 @@ from minitml import checkpoint
 from minitml.config import get_config
 from minitml.evaluate import evaluate, format_table, plot_run, run_model
 from minitml.exercises import check
-from minitml.generator import greedy_word
+from minitml.generator import calibrated_threshold, greedy_word
 from minitml.model import InteractionModel
 from minitml.stream import PAD
 from minitml.train import TrainConfig, Trainer, collate, lr_at, plot_losses
@@ -157,8 +157,8 @@ print(f"untrained: words {losses['text']:.2f} (ln 256 = {torch.log(torch.tensor(
 # that only learns "PAD, PAD, PAD" already has a low word loss, and the one target that
 # matters most for turn-taking, the *first* word of an answer, is a rare event. With
 # `word_weight = 10` a word target counts ten times as much as a PAD target in the (weighted)
-# mean, so the first word is learned sooner, at the price of a model a little readier to speak
-# than the data. The shipped `data/tiny.pt` (section 7) was trained with 1; `make train`'s
+# mean, so the first word is learned sooner, at the price of a model readier to speak than
+# the data (section 8 shows how decoding takes that back). The shipped `data/tiny.pt` (section 7) was trained with 1; `make train`'s
 # recipe uses 5, and weighs the first word of every reply twice that again (`reply_weight`).
 
 # %%
@@ -278,9 +278,18 @@ display(Image(WORK / "shipped.png"))
 # At the end of a question the model may give "speak now" a probability of 0.7 split between
 # "sure", "okay", "it", "the", ... so that no single word has more than PAD's 0.3. A plain
 # `argmax` then says PAD and the answer comes late. `greedy_word` (in `minitml/generator.py`)
-# asks "speak now?" first (PAD below one half) and "which word?" second. Below: the shipped
-# model's probability of speaking in each monologue slot of a held-out dialogue, with the
-# answer's true start marked.
+# asks "speak now?" first and "which word?" second.
+#
+# "Speak now?" is a threshold on $q(\text{speak}) = 1 - q(\text{PAD})$, and the weight of
+# words (section 3) moves it. The weighted cross-entropy is least where
+# $q(\text{word}) \propto w \cdot p(\text{word})$: the model's odds of speaking are $w$ times
+# the data's. Speaking when the *data's* odds are above one, $p(\text{speak}) > \tfrac12$, is
+# speaking when $q(\text{speak}) > w \, q(\text{PAD})$, that is
+# $q(\text{speak}) > \tfrac{w}{1 + w}$ (`calibrated_threshold`: 0.5 for $w = 1$, 0.83 for
+# $w = 5$). A session decodes at its model's calibrated threshold unless told otherwise;
+# `checkpoint.load` reads $w$ from the file. Below: the shipped model's probability of
+# speaking in each monologue slot of a held-out dialogue, its threshold, and the answer's
+# true start.
 
 # %%
 shipped = checkpoint.load(SHIPPED).eval()
@@ -290,12 +299,16 @@ with torch.no_grad():
     logits = shipped(example).text_logits[0].flatten(0, 1)  # (T * 4, V) one row per slot
 p_speak = 1 - logits.softmax(-1)[:, PAD]
 plain = (logits.argmax(-1) != PAD).float()
-two_step = torch.tensor([float(greedy_word(row) != PAD) for row in logits])
+threshold = calibrated_threshold(shipped.word_weight)
+print(f"the shipped model was trained with word_weight {shipped.word_weight:g}: "
+      f"it speaks when P(speak) > {threshold:.2f}")
+two_step = torch.tensor([float(greedy_word(row, threshold) != PAD) for row in logits])
 truth = (example.out_text[0].flatten() != PAD).float()
 slot_s = 0.2 / 4
 t = (torch.arange(len(p_speak)) + 4) * slot_s  # output slot j of micro-turn t plays at 0.2 (t + 1) + j / 20
 fig, ax = plt.subplots(figsize=(10, 2.8))
 ax.plot(t, p_speak, label="P(speak) = 1 - P(PAD)")
+ax.axhline(threshold, color="tab:green", lw=0.8, ls="--", label="its calibrated threshold")
 ax.plot(t, truth * 1.05, "k|", ms=12, label="a scripted word starts")
 ax.plot(t, plain * 0.9, "rx", label="plain argmax speaks")
 ax.plot(t, two_step * 0.8, "g.", label="greedy_word speaks")
@@ -361,7 +374,8 @@ check(my_greedy_word, [((c,), greedy_word(c)) for c in cases])
 #   shipped tiny model trains on all nine (see its record above).
 # - Every user word can be a target (the heard head): dense supervision for listening, the
 #   part the answer words alone teach too slowly.
-# - Greedy decoding has to ask "speak now?" before "which word?".
+# - Greedy decoding has to ask "speak now?" before "which word?", and a model trained with
+#   words weighing w answers "speak now?" at w / (1 + w).
 
 # %%
 shutil.rmtree(WORK, ignore_errors=True)

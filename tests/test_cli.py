@@ -31,6 +31,8 @@ def test_eval_scores_the_shipped_checkpoint_beside_truth_and_baselines(tmp_path,
 def test_eval_refuses_a_missing_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="number in \\[0, 1\\) or 'calibrated', got 'high'"):
+        main(["eval", "--speak-threshold", "high", "--out", str(tmp_path)])
 
 
 def test_plan_table(capsys):

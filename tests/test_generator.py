@@ -123,3 +123,33 @@ def test_greedy_word_asks_speak_now_before_which_word():
     assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log()) == PAD
     assert greedy_word(torch.tensor([0.55, 0.25, 0.2]).log(), speak_threshold=0.4) == 1
     assert greedy_word(torch.tensor([0.1, 0.2, 0.7]).log()) == 2
+
+
+def test_the_calibrated_threshold_undoes_the_word_weight():
+    """A model trained with words weighing w says q(word) proportional to w * p(word) (the
+    weighted cross-entropy's optimum); greedy decoding at w / (1 + w) then speaks exactly
+    when the data's P(speak) is above one half."""
+    from minitml.generator import calibrated_threshold
+
+    assert calibrated_threshold(1.0) == 0.5 and calibrated_threshold(5.0) == pytest.approx(5 / 6)
+    for w in (1.0, 2.0, 5.0, 10.0):
+        for p_speak in (0.2, 0.45, 0.49, 0.51, 0.55, 0.8):
+            p = torch.tensor([1 - p_speak, 0.6 * p_speak, 0.4 * p_speak])  # PAD, two words
+            q = p * torch.tensor([1.0, w, w])
+            q = q / q.sum()
+            said = greedy_word(q.log(), speak_threshold=calibrated_threshold(w))
+            assert (said != PAD) == (p_speak > 0.5), (w, p_speak)
+            assert said in (PAD, 1)
+
+
+def test_a_session_decodes_at_its_models_calibrated_threshold_when_asked(model):
+
+    assert Session(model, warmup=False, speak_threshold="calibrated").speak_threshold == 0.5
+    model.word_weight = 5.0  # as checkpoint.load sets it from the file's TrainConfig
+    try:
+        assert Session(model, warmup=False, speak_threshold="calibrated").speak_threshold == 5 / 6
+        assert Session(model, warmup=False).speak_threshold == 0.5  # the default stays one half
+    finally:
+        model.word_weight = 1.0
+    with pytest.raises(ValueError, match="speak_threshold"):
+        Session(model, warmup=False, speak_threshold="high")

@@ -59,6 +59,8 @@ def test_loss_falls_and_checkpoints_resume_exactly(data, tmp_path):
     history = straight.fit(progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
     assert "val_loss" in history[1] and (tmp_path / "a" / "last.pt").exists()
+    from minitml import checkpoint  # the file remembers the word weight, for decoding
+    assert checkpoint.load(tmp_path / "a" / "last.pt").word_weight == straight.tc.word_weight == 5.0
 
     half = Trainer(config(tmp_path / "b", steps=2, **voices), train, val, vocab=list(VOCAB))
     half.fit(progress=False)

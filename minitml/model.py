@@ -326,10 +326,12 @@ class InteractionModel(nn.Module):
         return InteractionModel(cfg)
 
     def _init_weights(self):
-        # GPT-2 style: every nn.Linear and nn.Embedding N(0, 0.02), and the attention output
-        # projection scaled down by sqrt(2 * n_layers) so the stream's variance grows less with
-        # depth. (Two exceptions, as they are: the dense FFN's down projection is not scaled, and
-        # the MoE experts are stacked parameters that keep MoE.reset_parameters' fan-in uniform.)
+        # GPT-2 style: every weight matrix N(0, 0.02), the MoE experts' stacked matrices as
+        # much as any nn.Linear or nn.Embedding, and every projection back into the residual
+        # stream (attention output, FFN down, each expert's down) N(0, 0.02 / sqrt(2 n_layers)):
+        # 2 n_layers of them add into the stream, and this keeps its variance from growing
+        # with depth. Dense and expert FFNs start alike. (A MoE layer built on its own keeps
+        # MoE.reset_parameters, nn.Linear's fan-in uniform.)
         kept = set(self.mel_head.modules()) if self.mel_head.keeps_torch_init else set()
         for module in self.modules():
             if module in kept:  # the flow MLP keeps PyTorch's default (fan-in) init
@@ -338,8 +340,18 @@ class InteractionModel(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
+        residual = 0.02 / math.sqrt(2 * len(self.blocks))
         for block in self.blocks:
-            nn.init.normal_(block.attn.o.weight, std=0.02 / math.sqrt(2 * len(self.blocks)))
+            nn.init.normal_(block.attn.o.weight, std=residual)
+            if block.is_moe:
+                moe = block.ffn
+                nn.init.normal_(moe.w_gate, std=0.02)  # (E, d, h)
+                nn.init.normal_(moe.w_up, std=0.02)  # (E, d, h)
+                nn.init.normal_(moe.w_down, std=residual)  # (E, h, d)
+                if moe.shared is not None:
+                    nn.init.normal_(moe.shared.w_down.weight, std=residual)
+            else:
+                nn.init.normal_(block.ffn.w_down.weight, std=residual)
 
     # -- embedding the streams ---------------------------------------------------
     def embed_inputs(self, patches, user_audio, text_in) -> torch.Tensor:

@@ -248,3 +248,22 @@ def test_flow_head_samples_deterministically():
     assert no_logits is None and model.mel_head.logits(h) is None
     loss = model.loss(random_blocks(cfg, 2))
     assert torch.isfinite(loss["loss"]) and loss["mel"] > 0
+
+
+def test_dense_and_expert_ffns_start_alike():
+    """One init: gate and up N(0, 0.02), every projection into the residual stream (attention
+    output, dense and expert down) N(0, 0.02 / sqrt(2 n_layers))."""
+    torch.manual_seed(0)
+    model = InteractionModel(get_config("tiny"))
+    residual = 0.02 / math.sqrt(2 * len(model.blocks))
+    kinds = set()
+    for block in model.blocks:
+        ffn = block.ffn
+        if block.is_moe:
+            gate, up, down = ffn.w_gate, ffn.w_up, ffn.w_down
+        else:
+            gate, up, down = ffn.w_gate.weight, ffn.w_up.weight, ffn.w_down.weight
+        kinds.add(block.is_moe)
+        for w, std in ((gate, 0.02), (up, 0.02), (down, residual), (block.attn.o.weight, residual)):
+            assert abs(float(w.std()) - std) < 0.05 * std and abs(float(w.mean())) < 0.1 * std
+    assert kinds == {True, False}  # the tiny preset has both kinds of FFN

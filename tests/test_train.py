@@ -130,7 +130,8 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     print(f"\nheard head {last['probe_heard']:.2f} of {last['probe_heard_n']} held-out user words "
           f"(always the commonest: {last['probe_heard_chance']:.2f}); "
           + "; ".join(f"{kind} {system} " + ", ".join(f"{m} {cell(results[kind][system], m)}"
-                                                    for m in ("took_turn", "latency", "right"))
+                                                    for m in ("took_turn", "latency", "right",
+                                                              "right_chance"))
                       for kind in ("smooth_turn", "pause") for system in results[kind]))
     said = ("text", "mel")  # the losses of what it says; the heard loss is checked below
     assert sum(last[f"val_{k}"] for k in said) < 0.25 * sum(first[k] for k in said), (first, last)

@@ -61,3 +61,23 @@ def test_shapes_bench_measures_each_shape_against_the_old_recipe(tmp_path):
         assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1 and row["steps"] >= 1
         assert "probe_value" in row and "val_loss" in row
     assert "probe_heard" in tiny and "probe_heard" not in old
+
+
+def test_probes_bench_reports_both_sets_of_voices(tmp_path):
+    """bench/probes.py on an untrained checkpoint: one row per set, each probe with its control."""
+    import torch
+
+    from minitml import checkpoint
+    from minitml.model import InteractionModel
+    from minitml.world.vocab import VOCAB
+
+    torch.manual_seed(0)
+    path = checkpoint.save(InteractionModel(get_config("tiny")), tmp_path / "random.pt", vocab=list(VOCAB))
+    result = subprocess.run([sys.executable, "bench/probes.py", "--checkpoint", str(path), "--n", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(rows) == ["held-out voices", "training voices"]
+    for row in rows.values():
+        for probe in ("probe_value", "probe_words", "probe_heard"):
+            assert 0 <= row[probe] <= 1 and row[probe + "_n"] > 0 and probe + "_chance" in row

@@ -1,0 +1,58 @@
+"""Does what a checkpoint learned carry over to new voices? Its probes on two sets of dialogues.
+
+    .venv/bin/python bench/probes.py --checkpoint out/train/model.pt [--n 180]
+
+The probes of `Trainer.validate` (teacher-forced: the asked-for value words, a reply's
+first word, every monologue word, and the heard head naming each user word, each
+beside its control, always the commonest target), on
+- held-out dialogues: held-out voices and phrasings (the validation set of training);
+- fresh training-split dialogues: the training voices and phrasings, in dialogues drawn
+  with another seed, so none of them was trained on.
+The gap between the two rows is what the model learned about its training voices
+rather than about speech. The last line is JSON.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from minitml import checkpoint  # noqa: E402
+from minitml.train import TrainConfig, Trainer  # noqa: E402
+from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
+
+PROBES = ("probe_value", "probe_reply", "probe_words", "probe_heard")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--n", type=int, default=TrainConfig.val_dialogues, help="dialogues per set")
+    p.add_argument("--seed", type=int, default=1, help="seed of the fresh training-split dialogues "
+                   "(training used seed 0)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = checkpoint.load(args.checkpoint)
+    sets = {"held-out voices": load_dataset(make_dataset("heldout", args.n, 0, progress=False)),
+            "training voices": load_dataset(make_dataset("train", args.n, args.seed, progress=False))}
+    tc = TrainConfig(heard_weight=1.0 if model.cfg.model.heard_head else 0.0)
+    trainer = Trainer(tc, [], [], cfg=model.cfg, vocab=model.vocab)
+    trainer.model.load_state_dict(model.state_dict())
+    rows = {}
+    print(f"{args.checkpoint}: teacher-forced probes (control: always the commonest target)")
+    for name, examples in sets.items():
+        trainer.val_examples = examples
+        rows[name] = trainer.validate()
+        cells = [f"{p.removeprefix('probe_')} {rows[name][p]:.2f} (control {rows[name][p + '_chance']:.2f}, "
+                 f"n={rows[name][p + '_n']})" for p in PROBES if p in rows[name]]
+        print(f"  {name:16s} " + "; ".join(cells))
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -356,7 +356,7 @@ class DMelEmbedding(nn.Module):
 class DMelHead(nn.Module):
     """d_model vector -> logits for k frames x 80 channels x 16 bins, all in parallel.
 
-    One of the interaction model's two mel heads (the other is `minitml.model.FlowHead`).
+    One of the interaction model's two mel heads (the other is `minitml.flow.FlowHead`).
     Both answer `logits`, `sample` and `loss`, so the model and the generator call a head
     without asking which one it is.
     """

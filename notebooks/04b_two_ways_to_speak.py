@@ -30,7 +30,7 @@
 # This notebook shows the two heads side by side, trains each on a toy echo task
 # and measures the sound they make: teacher-forced, and free-running in a live
 # `Session`. The code lives in `minitml/dmel.py` (`DMelHead`) and
-# `minitml/model.py` (`FlowHead`, and `MelHead`, the interface both answer);
+# `minitml/flow.py` (`FlowHead`, and `MelHead`, the interface both answer);
 # here we only call it.
 
 # %%

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minitml"
 
 LAYERS = [
     ["config"],
-    ["dmel", "patches", "moe"],
+    ["dmel", "flow", "patches", "moe"],
     ["protocol", "stream", "model", "generator", "checkpoint", "distributed", "expert_parallel", "scale"],
     ["session", "events", "timeline", "background"],
     ["world", "train", "evaluate", "clips", "metrics", "listen", "neural_background"],

@@ -20,7 +20,7 @@ The choices, and why (word error rates measured on 27 held-out scenarios, seeds 
   table's pronunciation, else (if hyphenated) its parts' joined ("mm-hm" = "mm" + "hm"),
   else it is left out with a warning. The acoustic model's noise words ([SPEECH],
   [NOISE]) are left out too: [SPEECH] swallowed eSpeak's sentence-final "now".
-- Language model: trigrams counted from what the *assistant* says, `scenarios.LINES`
+- Language model: trigrams counted from what the *assistant* says, `facts.LINES`
   read when the recognizer is built, each line with `FILLS_PER_LINE` seeded slot
   fillings (numbers log-uniform in 0..9999). The user's `TEMPLATES` are left out on
   purpose: the recognizer listens to the model's channel, and user questions in the
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from minitml.world.dataset import cache_dir
-from minitml.world.scenarios import ANIMAL_LEGS, LINES, STORY_COLOURS, THING_COLOURS, an
+from minitml.world.facts import ANIMAL_LEGS, LINES, STORY_COLOURS, THING_COLOURS, an
 from minitml.world.scenes import LIGHTS, OBJECTS, SHAPES
 from minitml.world.vocab import VOCAB, spell, tokenize
 
@@ -106,7 +106,7 @@ def slot_fillers(rng: np.random.Generator) -> dict[str, Callable[[], str]]:
 
 
 def world_sentences(fills_per_line: int = FILLS_PER_LINE, seed: int = 0) -> list[list[str]]:
-    """The assistant's lines (`scenarios.LINES`), each filled `fills_per_line` times -> word lists.
+    """The assistant's lines (`facts.LINES`), each filled `fills_per_line` times -> word lists.
 
     A slot this module has no filler for splits its line in two: the pieces are counted
     as separate sentences, so a new slot never breaks the recognizer.
@@ -273,7 +273,7 @@ class Recognizer:
             raise ValueError(f"expected mono audio of shape (N,), got shape {tuple(audio.shape)}")
         if sample_rate != self.sample_rate:
             raise ValueError(f"expected audio at {self.sample_rate} Hz, got {sample_rate} Hz; resample "
-                             f"it with minitml.dmel.resample(audio, {sample_rate}, {self.sample_rate})")
+                             f"it with minitml.wav.resample(audio, {sample_rate}, {self.sample_rate})")
         peak = float(audio.abs().max()) if audio.numel() else 0.0  # NaN and inf propagate
         if not math.isfinite(peak) or peak > 4.0:
             raise ValueError(f"expected finite samples in [-1, 1], got a peak of {peak}"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from minitml.background import BackgroundModel, ContextPackage
 from minitml.protocol import CALL, END_CALL, FAIL, RESULT
 from minitml.stream import PAD
-from minitml.world.scenarios import ANIMAL_LEGS, THING_COLOURS
+from minitml.world.facts import ANIMAL_LEGS, THING_COLOURS
 from minitml.world.vocab import VOCAB, number_words
 from minitml.world.vocab import ids as word_ids
 
@@ -76,7 +76,7 @@ class WordGPT(nn.Module):
 def qa_pairs(kind: str, split: str) -> list[tuple[list[str], list[str]]]:
     """Every (call words, answer words) of one kind of request; 10% of the numbers are held out.
 
-    The kinds of the toy world's questions (scenarios.py), over wider ranges so that
+    The kinds of the toy world's questions (world/facts.py), over wider ranges so that
     held-out pairs test arithmetic rather than memory: times (11..99 x 11..99, the
     background scenario), plus (0..99 + 0..99), minus (0..99 - 0..a), after (0..98),
     and the lookups colour and legs (every fact is in both splits: memorised).

@@ -39,8 +39,10 @@
 #   timing from human conversation statistics (turn gaps around 200 ms, pauses of 0.6 to 1.5 s).
 #
 # The code lives in `minitml/world/`: `voices.py` (who speaks, timed speech), `scenes.py` (the
-# video), `vocab.py` (the word list), `scenarios.py` (the nine kinds, `make_scenario`),
-# `dataset.py` (token shards for training) and `export.py` (the Full-Duplex-Bench folder format).
+# video), `vocab.py` (the word list), `facts.py` (the phrasings and the world's facts),
+# `builder.py` (a dialogue placed on the clock, `Scenario`), `scenarios.py` (the nine kinds,
+# `make_scenario`), `dataset.py` (token shards for training) and `export.py` (the
+# Full-Duplex-Bench folder format).
 # This notebook listens to each kind, looks at the ground truth, turns dialogues into the tokens
 # the model trains on, and exports them the way the benchmark wants them.
 
@@ -75,8 +77,9 @@ import torch
 from IPython.display import Audio, display
 
 from minitml.config import get_config
-from minitml.dmel import DMel, read_wav
+from minitml.dmel import DMel
 from minitml.exercises import check
+from minitml.wav import read_wav
 from minitml.world import (
     ASSISTANT_VOICE,
     KINDS,

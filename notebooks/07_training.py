@@ -289,7 +289,7 @@ print(f"step {last['step']} ({last['tokens'] / 1e6:.1f}M tokens, {recipe['wall_s
 # of the *training* voices, where this run's heard head names 0.95 of the user words and the
 # first word of a reply is right 0.39 of the time, against 0.35 and 0.15 on the held-out
 # voices. `TrainConfig.voice_shift` and `voice_level` (`train.perturb_voices`) try to close
-# that gap.
+# that gap; the ablation below measures them (the `voices` arm).
 #
 # ## 8. Each change alone: the ablation
 #

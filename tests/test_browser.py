@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 def _fake_microphone_wav(folder: Path) -> Path:
     """A toy-world conversation's user channel, as the fake microphone's input (Chromium loops it)."""
-    from minitml.dmel import write_wav
+    from minitml.wav import write_wav
     from minitml.world.scenarios import make_scenario
 
     s = make_scenario("smooth_turn", 0, "heldout")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minitml.config import get_config
-from minitml.dmel import read_wav
+from minitml.wav import read_wav
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
 from minitml.world.export import export_fdb
 from minitml.world.scenarios import KINDS, make_scenario

@@ -6,15 +6,8 @@ import pytest
 import torch
 import torchaudio
 
-from minitml.dmel import (
-    DMel,
-    DMelEmbedding,
-    DMelHead,
-    mel_filterbank,
-    read_wav,
-    resample,
-    write_wav,
-)
+from minitml.dmel import DMel, DMelEmbedding, DMelHead, mel_filterbank
+from minitml.wav import read_wav, resample, write_wav
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The package's imports point down its layers, and no two modules need each other.
 
     config                                   the numbers
-    dmel, patches, moe                       the parts
+    dmel, wav, patches, moe                  the parts
     protocol, stream, model, generator,      the token stream and the transformer,
       checkpoint, distributed,                 streamed one micro-turn at a time
       expert_parallel, scale
@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minitml"
 
 LAYERS = [
     ["config"],
-    ["dmel", "flow", "patches", "moe"],
+    ["dmel", "wav", "flow", "patches", "moe"],
     ["protocol", "stream", "model", "generator", "checkpoint", "distributed", "expert_parallel", "scale"],
     ["session", "events", "timeline", "background"],
     ["world", "train", "evaluate", "clips", "metrics", "listen", "neural_background"],

@@ -14,6 +14,7 @@ from minitml.config import VisionConfig
 from minitml.dmel import DMel
 from minitml.patches import patchify
 from minitml.stream import PAD, pack_conversation
+from minitml.world import facts as F
 from minitml.world import scenarios as S
 from minitml.world import scenes
 from minitml.world.vocab import (
@@ -94,11 +95,11 @@ def test_number_words():
 
 
 def test_every_template_word_is_in_the_vocabulary():
-    fillers = [*S.NAMES, *S.PEOPLE, *S.THING_COLOURS, *S.THING_COLOURS.values(), *S.ANIMAL_LEGS,
-               *S.STORY_COLOURS, *scenes.LIGHTS[1:], *scenes.SHAPES[1:], *scenes.OBJECTS[1:], "a", "an"]
+    fillers = [*F.NAMES, *F.PEOPLE, *F.THING_COLOURS, *F.THING_COLOURS.values(), *F.ANIMAL_LEGS,
+               *F.STORY_COLOURS, *scenes.LIGHTS[1:], *scenes.SHAPES[1:], *scenes.OBJECTS[1:], "a", "an"]
     ids(fillers)
-    texts = [t for g in S.TEMPLATES.values() for split in g.values() for t in split]
-    texts += [t for lines in S.LINES.values() for t in lines]
+    texts = [t for g in F.TEMPLATES.values() for split in g.values() for t in split]
+    texts += [t for lines in F.LINES.values() for t in lines]
     for text in texts:
         ids(tokenize(re.sub(r"\{\w+\}|\|", " ", text)))
 
@@ -218,8 +219,8 @@ def test_same_bytes_in_a_fresh_process(world):
 
 
 def test_split_of_voices_and_templates(world):
-    train_t = {t for g in S.TEMPLATES.values() for t in g["train"]}
-    heldout_t = {t for g in S.TEMPLATES.values() for t in g["heldout"]}
+    train_t = {t for g in F.TEMPLATES.values() for t in g["train"]}
+    heldout_t = {t for g in F.TEMPLATES.values() for t in g["heldout"]}
     assert not train_t & heldout_t
     voices = {sp: set(user_voices(sp)) for sp in SPLITS}
     for (_, _, split), sc in world.items():

@@ -56,8 +56,8 @@ def run_headless(out="out/demo", kinds=KINDS, seed: int = 0, model=None, checkpo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from minitml.dmel import write_wav
     from minitml.evaluate import plot_run
+    from minitml.wav import write_wav
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,12 @@
     s.annotations["pauses"]                     # [(start, end)] in seconds
 
 Modules: `espeak` (the speech engine), `voices` (who speaks, timed speech),
-`scenes` (the video), `vocab` (the word list), `scenarios` (the nine kinds).
+`scenes` (the video), `vocab` (the word list), `facts` (the phrasings and the world's facts),
+`builder` (a dialogue on the clock, `Scenario`), `scenarios` (the nine kinds).
 """
 
-from minitml.world.scenarios import KINDS, LINES, TEMPLATES, Scenario, make_scenario
+from minitml.world.facts import LINES, TEMPLATES
+from minitml.world.scenarios import KINDS, Scenario, make_scenario
 from minitml.world.scenes import COLOURS, LIGHTS, OBJECTS, SHAPES, SceneState, render, render_all
 from minitml.world.vocab import VOCAB, ids, normalize, number_words, word_id
 from minitml.world.voices import ASSISTANT_VOICE, Voice, sample_user_voice, speak, user_voices

@@ -173,7 +173,7 @@ def synthesize(
 
     wave = pcm.float() / 32768.0  # int16 PCM -> [-1, 1)
     if native_rate != sample_rate:
-        from minitml.dmel import resample
+        from minitml.wav import resample
 
         wave = resample(wave, native_rate, sample_rate)
     words = []

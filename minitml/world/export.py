@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from minitml.clips import cut, heard_view, monologue_view
-from minitml.dmel import write_wav
+from minitml.wav import write_wav
 
 
 def export_fdb(scenario, root: str | Path, output_audio: torch.Tensor | None = None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from minitml.background import BackgroundModel, ContextPackage
-from minitml.world.scenarios import ANIMAL_LEGS, THING_COLOURS
+from minitml.world.facts import ANIMAL_LEGS, THING_COLOURS
 from minitml.world.vocab import number_words, parse_number
 
 

@@ -19,7 +19,7 @@ The first lines are special tokens that are never spoken:
 
 Then the number words (numbers are always spelled out, so 0..9999 need only 30
 words), then every other word in alphabetical order. The tests generate every
-template of `scenarios.py` and check that each word is here and that the whole
+template of `facts.py` and check that each word is here and that the whole
 list fits the tiny preset's `text_vocab_size` (256). To add a template with a
 new word, add the word at the end of this file's list: ids never move, so old
 checkpoints stay valid.

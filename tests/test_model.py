@@ -265,5 +265,6 @@ def test_dense_and_expert_ffns_start_alike():
             gate, up, down = ffn.w_gate.weight, ffn.w_up.weight, ffn.w_down.weight
         kinds.add(block.is_moe)
         for w, std in ((gate, 0.02), (up, 0.02), (down, residual), (block.attn.o.weight, residual)):
+            w = w.detach()
             assert abs(float(w.std()) - std) < 0.05 * std and abs(float(w.mean())) < 0.1 * std
     assert kinds == {True, False}  # the tiny preset has both kinds of FFN

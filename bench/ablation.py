@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from minitml.config import get_config  # noqa: E402
 from minitml.evaluate import cell, evaluate  # noqa: E402
-from minitml.train import TrainConfig, Trainer  # noqa: E402
+from minitml.train import TrainConfig, Trainer, legs_s  # noqa: E402
 from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 from minitml.world.scenarios import KINDS  # noqa: E402
 from minitml.world.vocab import VOCAB  # noqa: E402
@@ -69,13 +69,11 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
     if (folder / "last.pt").exists():
         trainer.resume(folder / "last.pt")
     history = trainer.fit(progress=False)
-    legs = [h for i, h in enumerate(history)  # the last step of each fit call (resumed runs: several)
-            if i + 1 == len(history) or history[i + 1]["elapsed_s"] < h["elapsed_s"]]
     start = time.perf_counter()
     results = evaluate(trainer.model, KINDS, n, thresholds=(), progress=False)
     val_row = [h for h in history if "val_loss" in h][-1]
     record = {"arm": name, **ARMS[name], "steps": steps,
-              "train_s": round(sum(h["elapsed_s"] for h in legs), 1),
+              "train_s": round(sum(legs_s(history)), 1),
               "eval_s": round(time.perf_counter() - start, 1),
               "tokens": sum(h["tokens"] for h in history),
               "probes": {k: v for k, v in val_row.items() if k.startswith("probe_")},

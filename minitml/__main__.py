@@ -152,8 +152,10 @@ def evaluate_cmd(args) -> int:
         try:
             threshold = float(threshold)
         except ValueError:
+            threshold = -1.0
+        if not 0 <= threshold < 1:
             raise SystemExit(f"--speak-threshold takes a number in [0, 1) or 'calibrated', "
-                             f"got {threshold!r}") from None
+                             f"got {args.speak_threshold!r}")
     path = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
     model = None
     if path.exists():

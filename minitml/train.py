@@ -155,11 +155,11 @@ def perturb_voices(user_audio: torch.Tensor, seeds: list[int], shift: int, level
     shard exactly)."""
     out = torch.empty_like(user_audio)
     n_mels = user_audio.shape[-1]
+    channels = torch.arange(n_mels, device=user_audio.device)
     for b, seed in enumerate(seeds):
         g = torch.Generator().manual_seed(seed)
         s = int(torch.randint(-shift, shift + 1, (), generator=g))
         o = int(torch.randint(-level, level + 1, (), generator=g))
-        channels = torch.arange(n_mels, device=user_audio.device)
         source = (channels - s).clamp(0, n_mels - 1)  # channel c hears channel c - s
         x = user_audio[b][..., source]
         out[b] = torch.where(x > 0, (x + o).clamp(1, n_bins - 1), x)
@@ -473,6 +473,39 @@ class Trainer:
         return self.history
 
 
+def legs_s(history: list[dict]) -> list[float]:
+    """Wall time of each `fit` call of a run, in seconds. A run resumed from a checkpoint
+    restarts its clock (`elapsed_s`), so each leg ends where the clock next goes back."""
+    return [h["elapsed_s"] for i, h in enumerate(history)
+            if i + 1 == len(history) or history[i + 1]["elapsed_s"] < h["elapsed_s"]]
+
+
+PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard")
+
+
+def plot_probes(ax, history: list[dict], x: str = "step") -> None:
+    """The held-out probes of a run's history against `x` ("step" or "tokens", the tokens
+    trained on so far), each with its control dashed: always guessing the commonest target."""
+    seen, rows = 0, []
+    for h in history:
+        seen += h.get("tokens", 0)
+        if "val_loss" in h:
+            rows.append({**h, "tokens": seen / 1e6})
+    drawn = [(k, c) for k, c in zip(PROBES, ("tab:orange", "tab:red", "tab:blue", "tab:green"))
+             if rows and k in rows[-1]]
+    for key, colour in drawn:
+        points = [r for r in rows if key in r]
+        ax.plot([r[x] for r in points], [r[key] for r in points], "o-", ms=3, color=colour,
+                label=f"{key[6:]} (n={rows[-1][key + '_n']})")
+        if key + "_chance" in rows[-1]:
+            ax.axhline(rows[-1][key + "_chance"], color=colour, ls="--", lw=0.8)
+    ax.set_xlabel("step" if x == "step" else "training tokens (millions)")
+    ax.set_ylabel("held-out accuracy, teacher-forced (dashed: control)")
+    ax.set_ylim(0, 1)
+    if drawn:
+        ax.legend(fontsize=8)
+
+
 def plot_losses(history: list[dict], path: Path) -> None:
     """Losses (left) and the held-out probes (right) against the step."""
     import matplotlib
@@ -491,18 +524,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.legend(fontsize=8)
-    shown = [k for k in ("probe_reply", "probe_value", "probe_words", "probe_heard") if val and k in val[-1]]
-    for key in shown:
-        probes.plot([h["step"] for h in val if key in h], [h[key] for h in val if key in h], "o-",
-                    label=f"{key[6:]} (n={val[-1][key + '_n']})")
-    if "probe_heard" in shown and "probe_heard_chance" in val[-1]:  # the control beside the head
-        probes.axhline(val[-1]["probe_heard_chance"], color="tab:red", ls=":", lw=1,
-                       label="heard: always the commonest word")
-    probes.set_xlabel("step")
-    probes.set_ylabel("held-out accuracy, teacher-forced")
-    probes.set_ylim(0, 1)
-    if shown:
-        probes.legend(fontsize=8)
+    plot_probes(probes, history)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

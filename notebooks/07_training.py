@@ -77,7 +77,7 @@ from minitml.exercises import check
 from minitml.generator import calibrated_threshold, greedy_word
 from minitml.model import InteractionModel
 from minitml.stream import PAD
-from minitml.train import TrainConfig, Trainer, collate, lr_at, plot_losses
+from minitml.train import TrainConfig, Trainer, collate, legs_s, lr_at, plot_losses, plot_probes
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
 from minitml.world.scenarios import make_scenario
 from minitml.world.vocab import VOCAB
@@ -250,33 +250,25 @@ print(format_table(results))
 # ## 7. The recipe at full size: what the probes say
 #
 # The same probes, on the tiny preset trained with `make train`'s recipe on 6000 dialogues of
-# all nine kinds (the run is recorded in `data/recipe_probes.json`; it takes over two hours on
-# this CPU). Teacher-forced on the 180 held-out validation dialogues: given the true past, is the
-# model's next word right? Dashed: each probe's control, always guessing the commonest target.
-# The learning rate holds, then decays over the last fifth (the grey band).
+# all nine kinds. `data/recipe_history.json` is that run's `history.json`, as the trainer wrote
+# it (it takes over two hours on this CPU). Teacher-forced on the 180 held-out validation
+# dialogues: given the true past, is the model's next word right? Dashed: each probe's
+# control, always guessing the commonest target. The learning rate holds, then decays over the
+# last fifth (the grey band).
 
 # %%
-recipe = json.loads((Path("..") / "data" / "recipe_probes.json").read_text())
-rows = recipe["rows"]
-tokens = [r["tokens"] / 1e6 for r in rows]
+recipe = json.loads((Path("..") / "data" / "recipe_history.json").read_text())
 fig, ax = plt.subplots(figsize=(8, 3.6))
-for probe, colour in (("probe_value", "tab:red"), ("probe_words", "tab:blue"),
-                      ("probe_heard", "tab:green"), ("probe_reply", "tab:orange")):
-    ax.plot(tokens, [r[probe] for r in rows], "o-", color=colour, ms=3,
-            label=f"{probe.removeprefix('probe_')} (n={rows[-1][probe + '_n']})")
-    chance = [r.get(probe + "_chance") for r in rows]
-    if chance[-1] is not None:
-        ax.axhline(chance[-1], color=colour, ls="--", lw=0.8)
-decay = [t for t, r in zip(tokens, rows) if r["lr"] < rows[0]["lr"]]
-if decay:
-    ax.axvspan(decay[0], tokens[-1], color="0.9", zorder=0)
-ax.set_xlabel("training tokens (millions)")
-ax.set_ylabel("held-out accuracy, teacher-forced")
-ax.legend(fontsize=8, loc="upper left")
+plot_probes(ax, recipe, x="tokens")
+lrs = [h["lr"] for h in recipe]
+decays = next(i for i in range(lrs.index(max(lrs)), len(lrs)) if lrs[i] < max(lrs))  # first step below the peak
+ax.axvspan(sum(h["tokens"] for h in recipe[:decays]) / 1e6, sum(h["tokens"] for h in recipe) / 1e6,
+           color="0.9", zorder=0)
 plt.show()
-last = rows[-1]
-print(f"step {last['step']} ({last['tokens'] / 1e6:.1f}M tokens, {recipe['wall_s'] / 3600:.1f} h): "
-      + ", ".join(f"{p.removeprefix('probe_')} {last[p]:.2f} (control {last[p + '_chance']:.2f})"
+last = [h for h in recipe if "val_loss" in h][-1]
+print(f"step {last['step']}, {sum(h['tokens'] for h in recipe) / 1e6:.1f}M tokens, "
+      f"{sum(legs_s(recipe)) / 60:.0f} min in {len(legs_s(recipe))} legs: "
+      + ", ".join(f"{p[6:]} {last[p]:.2f} of {last[p + '_n']} (control {last[p + '_chance']:.2f})"
                   for p in ("probe_value", "probe_words", "probe_heard", "probe_reply")))
 
 # %% [markdown]
@@ -315,9 +307,10 @@ print(f"{ablation['steps']} steps per arm, {ablation['n']} held-out scenarios pe
 columns = list(ablation["arms"][0]["counts"])
 for arm in ablation["arms"]:
     p = arm["probes"]
-    heard = f"{p['probe_heard']:.2f}" if "probe_heard" in p else "-"
+    heard = f"{p['probe_heard']:.2f} of {p['probe_heard_n']}" if "probe_heard" in p else "-"
     print(f"\n{arm['arm']}: {arm['train_s'] / 60:.0f} min of training; probes: value "
-          f"{p['probe_value']:.2f} (n={p['probe_value_n']}), words {p['probe_words']:.2f}, heard {heard}")
+          f"{p['probe_value']:.2f} of {p['probe_value_n']}, words {p['probe_words']:.2f} of "
+          f"{p['probe_words_n']}, heard {heard}")
     for c in columns:
         print(f"    {c:34s} {arm['counts'][c]}")
 
@@ -332,9 +325,7 @@ ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
 shipped_tc = ckpt["extra"]["train_config"]
 history = json.loads(ckpt["extra"]["history"])
 print({k: shipped_tc[k] for k in ("preset", "train_dialogues", "batch_size", "max_turns", "steps", "lr")})
-# a run resumed from a checkpoint restarts its clock: add up the last time of each leg
-legs = [h["elapsed_s"] for h, nxt in zip(history, history[1:] + [None])
-        if nxt is None or nxt["elapsed_s"] < h["elapsed_s"]]
+legs = legs_s(history)
 print(f"{history[-1]['step']} steps, wall time {sum(legs) / 60:.0f} min in {len(legs)} leg(s): "
       + ", ".join(f"{s / 60:.0f} min" for s in legs))
 val = [h for h in history if "val_text" in h]

@@ -33,6 +33,8 @@ def test_eval_refuses_a_missing_checkpoint(tmp_path):
         main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="number in \\[0, 1\\) or 'calibrated', got 'high'"):
         main(["eval", "--speak-threshold", "high", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="got '1.5'"):
+        main(["eval", "--speak-threshold", "1.5", "--out", str(tmp_path)])
 
 
 def test_plan_table(capsys):

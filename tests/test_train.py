@@ -184,3 +184,31 @@ def test_perturbed_voices_move_channels_and_levels_and_keep_silence():
     assert seen == {(s, o) for s in (-2, -1, 0, 1, 2) for o in (-1, 0, 1)}
     top = torch.full((1, 1, 1, 1, 80), 15)
     assert int(perturb_voices(top, [0], 2, 1, 16).max()) <= 15  # levels stay in the bins
+
+
+def test_legs_add_up_a_resumed_runs_wall_time():
+    from minitml.train import legs_s
+
+    history = [{"elapsed_s": t} for t in (1.0, 2.0, 3.0, 0.5, 1.5, 0.2)]  # resumed twice
+    assert legs_s(history) == [3.0, 1.5, 0.2]
+
+
+def test_the_probe_panel_draws_each_probe_beside_its_control(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minitml.train import plot_losses, plot_probes
+
+    row = {"loss": 1.0, "text": 0.5, "mel": 0.4, "tokens": 1000}
+    probes = {"val_loss": 1.0, "val_text": 0.6, "val_mel": 0.5, "probe_value": 0.3, "probe_value_n": 9,
+              "probe_value_chance": 0.1, "probe_words": 0.5, "probe_words_n": 20, "probe_words_chance": 0.2}
+    history = [{"step": 1, **row}, {"step": 2, **row, **probes}, {"step": 3, **row, **probes}]
+    fig, ax = plt.subplots()
+    plot_probes(ax, history, x="tokens")
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0.1, 0.2]
+    assert list(ax.lines[0].get_xdata()) == [0.002, 0.003]  # millions of tokens trained so far
+    plt.close(fig)
+    plot_losses(history, tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 0

@@ -9,7 +9,9 @@ beside its control, always the commonest target), on
 - fresh training-split dialogues: the training voices and phrasings, in dialogues drawn
   with another seed, so none of them was trained on.
 The gap between the two rows is what the model learned about its training voices
-rather than about speech. The last line is JSON.
+rather than about speech. A third row feeds the held-out set the model's own dMel
+frames in place of the recorded assistant audio (`train.own_speech`), as a
+conversation does: the gap to the first row is exposure bias. The last line is JSON.
 """
 
 import argparse
@@ -45,12 +47,13 @@ def main():
     trainer.model.load_state_dict(model.state_dict())
     rows = {}
     print(f"{args.checkpoint}: teacher-forced probes (control: always the commonest target)")
-    for name, examples in sets.items():
+    for name, examples, own in [(name, examples, False) for name, examples in sets.items()] \
+            + [("held-out, own voice", sets["held-out voices"], True)]:
         trainer.val_examples = examples
-        rows[name] = trainer.validate()
+        rows[name] = trainer.validate(own=own)
         cells = [f"{p.removeprefix('probe_')} {rows[name][p]:.2f} (control {rows[name][p + '_chance']:.2f}, "
                  f"n={rows[name][p + '_n']})" for p in PROBES if p in rows[name]]
-        print(f"  {name:16s} " + "; ".join(cells))
+        print(f"  {name:19s} " + "; ".join(cells))
     print(json.dumps(rows))
 
 

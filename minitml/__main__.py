@@ -78,6 +78,7 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
     "voice_shift": "move each training user's mel channels by up to this many (0: off)",
     "voice_level": "move each training user's levels by up to this many dMel bins (0: off)",
+    "own_speech": "in the decay, share of conversations that hear the model's own dMel fed back (0: off)",
     "seed": "model init and batch order", "device": "auto: cuda if available, else cpu",
     "out": "folder for checkpoints, history and plots",
 }

@@ -286,10 +286,11 @@ class InteractionModel(nn.Module):
         x = self.text_embedding(out_text) + self.dmel_embedding(out_audio)
         return x + self.stream_type.weight[MODEL_OUT]
 
-    def embed(self, blocks: Blocks) -> torch.Tensor:
-        """Blocks -> (B, T * L, d), micro-turn after micro-turn."""
+    def embed(self, blocks: Blocks, said: torch.Tensor | None = None) -> torch.Tensor:
+        """Blocks -> (B, T * L, d), micro-turn after micro-turn. said: (B, T, A, k, 80) the
+        dMel frames fed back as the model's own speech, if not blocks.out_audio."""
         inputs = self.embed_inputs(blocks.patches, blocks.user_audio, blocks.text_in)
-        outputs = self.embed_outputs(blocks.out_text, blocks.out_audio)
+        outputs = self.embed_outputs(blocks.out_text, blocks.out_audio if said is None else said)
         x = torch.cat([inputs, outputs], dim=2)  # (B, T, L, d)
         return x.flatten(1, 2)  # (B, T * L, d)
 
@@ -327,10 +328,13 @@ class InteractionModel(nn.Module):
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.text_head(hidden)  # (..., V)
 
-    def forward(self, blocks: Blocks) -> ModelOutput:
-        """The full forward pass over whole conversations (training, evaluation)."""
+    def forward(self, blocks: Blocks, said: torch.Tensor | None = None) -> ModelOutput:
+        """The full forward pass over whole conversations (training, evaluation).
+
+        said: (B, T, A, k, 80) what the model hears itself say, in place of the recorded
+        blocks.out_audio (which stays the target): `own_speech` gives the model's own."""
         B, T, L = blocks.batch_size, blocks.n_turns, self.layout.length
-        x = self.embed(blocks)  # (B, T*L, d)
+        x = self.embed(blocks, said)  # (B, T*L, d)
         positions = torch.arange(T * L, device=x.device)
         h, aux = self.run(x, positions)
         h = h.view(B, T, L, -1)

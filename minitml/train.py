@@ -84,6 +84,7 @@ class TrainConfig:
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
     voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
     voice_level: int = 0  # and their levels by up to this many dMel bins
+    own_speech: float = 0.0  # in the decay: share of conversations hearing the model's own dMel
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
     seed: int = 0  # model init and batch order
@@ -164,6 +165,21 @@ def perturb_voices(user_audio: torch.Tensor, seeds: list[int], shift: int, level
         x = user_audio[b][..., source]
         out[b] = torch.where(x > 0, (x + o).clamp(1, n_bins - 1), x)
     return out
+
+
+def own_speech(model: InteractionModel, blocks: Blocks, rng: torch.Generator | None = None) -> torch.Tensor:
+    """Blocks -> (B, T, A, k, 80): the dMel frames the model itself would say, slot by slot.
+
+    In training, every output token embeds the recorded assistant audio of its slot; in a
+    conversation it embeds the frames the model just drew, which are blurrier. A model
+    that learned to read its next words off the recording meets its own speech only in
+    use (exposure bias). These are its greedy frames given the true past (one forward
+    pass, no gradient): fed back in place of the recording (`model(blocks, said=...)`),
+    with the recording still the target, they teach it to go on from its own voice."""
+    with torch.no_grad():
+        out = model(blocks)
+        frames, _ = model.mel_head.sample(out.hidden, 0.0, rng)  # (B, T, A, k, 80)
+    return frames.to(blocks.out_audio.dtype)
 
 
 def compile_blocks(model: InteractionModel) -> None:
@@ -303,7 +319,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():
-            losses = self.loss(blocks)
+            said = self.said(blocks)
+            losses = self.loss(blocks, None if said is None else self.model(blocks, said))
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -319,6 +336,24 @@ class Trainer:
         losses = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, self.dist)
         return {"step": self.step, "lr": lr_at(self.step - 1, self.tc), "grad_norm": float(norm),
                 "tokens": tokens, **losses}
+
+    def said(self, blocks: Blocks) -> torch.Tensor | None:
+        """What this step's conversations hear themselves say (None: the recording, all of
+        them). In the decay (from `decay_start` on) a tc.own_speech share of them, drawn
+        from the step and each one's place in the global batch (runs resume and shard
+        exactly), hears `own_speech`. Only then: early on the model's own frames are noise,
+        and a wsd run's stable part stays the same whatever its length, so a long run's
+        checkpoint still branches into a shorter run's decay."""
+        if not self.tc.own_speech or self.step < decay_start(self.tc):
+            return None
+        first = self.dist.rank * blocks.batch_size  # this share's place in the global batch
+        g = torch.Generator().manual_seed(self.tc.seed * 1_000_003 + self.step)
+        mine = torch.rand(first + blocks.batch_size, generator=g)[first:] < self.tc.own_speech
+        if not mine.any():
+            return None
+        mine = mine.to(self.device)
+        frames = own_speech(self.model, blocks, torch.Generator().manual_seed(self.step))
+        return torch.where(mine.view(-1, 1, 1, 1, 1), frames, blocks.out_audio)
 
     def loss(self, blocks: Blocks, out=None) -> dict:
         tc = self.tc
@@ -345,7 +380,7 @@ class Trainer:
         return {"text": float(sums[0]), "heard": float(sums[1])}
 
     @torch.no_grad()
-    def validate(self) -> dict:
+    def validate(self, own: bool = False) -> dict:
         """Held-out losses, and the probes: teacher-forced accuracy of the words that matter.
 
             val_<loss>       each loss, as in training
@@ -355,7 +390,9 @@ class Trainer:
             probe_heard      the heard head naming each user word where it ends
 
         Each probe_* rate comes with probe_*_n, the number of targets it counts, and
-        probe_*_chance, its control: always guessing the commonest of those targets."""
+        probe_*_chance, its control: always guessing the commonest of those targets.
+        own=True feeds the model its own frames (`own_speech`) instead of the recorded
+        ones, as a conversation does: the gap to own=False is its exposure bias."""
         self.model.eval()
         totals: dict[str, float] = {}
         hits: dict[str, int] = {}
@@ -366,7 +403,8 @@ class Trainer:
             indices = list(range(start, min(n, start + self.tc.batch_size)))
             blocks = self.batch(self.val_examples, indices)
             with self.autocast():
-                out = self.model(blocks)
+                said = own_speech(self.model, blocks) if own else None
+                out = self.model(blocks, said)
                 losses = self.loss(blocks, out)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size

@@ -34,17 +34,19 @@ def test_schedule():
 
 def test_a_stable_checkpoint_resumes_into_a_shorter_run_exactly(data, tmp_path):
     """wsd: until its decay starts a run does not know its length, so the checkpoint a long
-    run keeps at step 6 resumes into the 8-step run's decay, bit for bit."""
+    run keeps at step 6 resumes into the 8-step run's decay, bit for bit (own speech, fed
+    back in the decay only, included)."""
     train, val = data
-    short = Trainer(config(tmp_path / "short", steps=8, eval_every=2, keep_every=0, decay=0.25),
-                    train, val, vocab=list(VOCAB))
+    short = Trainer(config(tmp_path / "short", steps=8, eval_every=2, keep_every=0, decay=0.25,
+                           own_speech=0.5), train, val, vocab=list(VOCAB))
     short.fit(progress=False)
-    long = Trainer(config(tmp_path / "long", steps=40, eval_every=2, keep_every=6, decay=0.25),
+    long = Trainer(config(tmp_path / "long", steps=40, eval_every=2, keep_every=6, decay=0.25,
+                          own_speech=0.5),
                    train, val, vocab=list(VOCAB))
     long.fit(progress=False, until=6)
     assert (tmp_path / "long" / "step6.pt").exists()
-    branch = Trainer(config(tmp_path / "branch", steps=8, eval_every=2, keep_every=0, decay=0.25),
-                     train, val, vocab=list(VOCAB))
+    branch = Trainer(config(tmp_path / "branch", steps=8, eval_every=2, keep_every=0, decay=0.25,
+                            own_speech=0.5), train, val, vocab=list(VOCAB))
     branch.resume(tmp_path / "long" / "step6.pt")
     branch.fit(progress=False)
     for (name, a), b in zip(short.model.state_dict().items(), branch.model.state_dict().values()):
@@ -52,9 +54,10 @@ def test_a_stable_checkpoint_resumes_into_a_shorter_run_exactly(data, tmp_path):
 
 
 def test_loss_falls_and_checkpoints_resume_exactly(data, tmp_path):
-    """Also with the training voices perturbed: each step's perturbation is its own."""
+    """Also with the training voices perturbed and the model's own speech fed back: each
+    step's draws are its own."""
     train, val = data
-    voices = dict(voice_shift=2, voice_level=1)
+    voices = dict(voice_shift=2, voice_level=1, own_speech=0.5)
     straight = Trainer(config(tmp_path / "a", **voices), train, val, vocab=list(VOCAB))
     history = straight.fit(progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
@@ -165,6 +168,29 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
         assert all(int(w) in values for w in targets), targets
         marked += int(mask.sum())
     assert marked > 0
+
+
+def test_own_speech_is_fed_back_in_place_of_the_recording(data):
+    """The model hears its greedy frames instead of the recorded ones; the recording stays
+    the target, and nothing before the first output token can tell the difference."""
+    from minitml.train import own_speech
+
+    train, val = data
+    trainer = Trainer(config("unused", own_speech=1.0), train, val, vocab=list(VOCAB))
+    blocks = trainer.batch(train, [0, 1])
+    frames = own_speech(trainer.model, blocks)
+    assert frames.shape == blocks.out_audio.shape and frames.dtype == blocks.out_audio.dtype
+    with torch.no_grad():
+        out = trainer.model(blocks)
+        assert torch.equal(frames, out.mel_logits.argmax(-1))  # greedy, slot by slot
+        heard = trainer.model(blocks, frames)
+    assert torch.equal(heard.text_logits[:, 0, 0], out.text_logits[:, 0, 0])  # nothing said yet
+    assert not torch.allclose(heard.text_logits[:, 1:], out.text_logits[:, 1:])
+    assert trainer.said(blocks) is None  # not before the decay
+    trainer.step = decay_start(trainer.tc)
+    assert torch.equal(trainer.said(blocks), frames)  # own_speech=1: every conversation
+    trainer.tc.own_speech = 0.0
+    assert trainer.said(blocks) is None
 
 
 def test_perturbed_voices_move_channels_and_levels_and_keep_silence():

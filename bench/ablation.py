@@ -1,6 +1,6 @@
 """The ablation: each change of the training recipe alone, against the old recipe.
 
-    .venv/bin/python bench/ablation.py [--steps 300] [--n 30] [--arms old,weights,heard,all]
+    .venv/bin/python bench/ablation.py [--steps 300] [--n 30] [--arms old,weights,heard,all,voices,own]
 
 Every arm trains the tiny preset from the same initial weights on the same
 6000 training dialogues, in the same batch order, for the same number of steps
@@ -13,8 +13,11 @@ benchmark's clips (minitml.metrics). The arms:
     old       the recipe data/tiny.pt was first trained with: every target weighs 1
     weights   word targets x5, a reply's first word and <call> / </call> x2 on top
     heard     the heard head: every user word is a target where it ends
-    all       both (the recipe of `make train`)
+    all       both
     voices    both, and the training users' voices perturbed (`train.perturb_voices`)
+    own       both, and in the decay half the conversations hear the model's own
+              dMel frames instead of the recording (`train.own_speech`: the recipe
+              of `make train`)
 
 Each arm writes out/ablation/<arm>/ (checkpoint, history with the probes,
 results.json); an arm whose results.json exists is not run again, and one with a
@@ -40,12 +43,14 @@ from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 from minitml.world.scenarios import KINDS  # noqa: E402
 from minitml.world.vocab import VOCAB  # noqa: E402
 
-ARMS = {
-    "old": dict(word_weight=1.0, reply_weight=1.0, heard_weight=0.0),
-    "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0),
-    "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0),
-    "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0),
-    "voices": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, voice_shift=2, voice_level=1),
+ARMS = {  # own_speech is TrainConfig's last change: only the "own" arm has it
+    "old": dict(word_weight=1.0, reply_weight=1.0, heard_weight=0.0, own_speech=0.0),
+    "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0, own_speech=0.0),
+    "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0, own_speech=0.0),
+    "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0),
+    "voices": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, voice_shift=2, voice_level=1,
+                   own_speech=0.0),
+    "own": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5),
 }
 
 COLUMNS = [  # (kind, metric) of the table, beside the probes

@@ -84,7 +84,7 @@ class TrainConfig:
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
     voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
     voice_level: int = 0  # and their levels by up to this many dMel bins
-    own_speech: float = 0.0  # in the decay: share of conversations hearing the model's own dMel
+    own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
     seed: int = 0  # model init and batch order

@@ -64,7 +64,8 @@ def test_shapes_bench_measures_each_shape_against_the_old_recipe(tmp_path):
 
 
 def test_probes_bench_reports_both_sets_of_voices(tmp_path):
-    """bench/probes.py on an untrained checkpoint: one row per set, each probe with its control."""
+    """bench/probes.py on an untrained checkpoint: one row per set (and the held-out set
+    hearing its own voice), each probe with its control."""
     import torch
 
     from minitml import checkpoint
@@ -77,7 +78,8 @@ def test_probes_bench_reports_both_sets_of_voices(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout.strip().splitlines()[-1])
-    assert list(rows) == ["held-out voices", "training voices"]
+    assert list(rows) == ["held-out voices", "training voices", "held-out, own voice"]
+    assert rows["held-out, own voice"]["probe_words_n"] == rows["held-out voices"]["probe_words_n"]
     for row in rows.values():
         for probe in ("probe_value", "probe_words", "probe_heard"):
             assert 0 <= row[probe] <= 1 and row[probe + "_n"] > 0 and probe + "_chance" in row

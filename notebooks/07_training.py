@@ -272,15 +272,15 @@ print(f"step {last['step']}, {sum(h['tokens'] for h in recipe) / 1e6:.1f}M token
                   for p in ("probe_value", "probe_words", "probe_heard", "probe_reply")))
 
 # %% [markdown]
-# The curves rise fast and then flatten: after 10 million tokens the value words and the heard
-# words gain little, and the first word of a reply stays near its control. Teacher-forced, the
-# model names the asked-for value four times in ten; speaking for itself (`python -m minitml
-# eval` on this run: 10 of 342 replies right, chance 0.02) it almost never does, because every
-# word it gets wrong becomes part of the past it conditions on. And what it learned to hear
-# does not carry over to new accents: `bench/probes.py` runs the same probes on fresh dialogues
-# of the *training* voices, where this run's heard head names 0.95 of the user words and the
-# first word of a reply is right 0.39 of the time, against 0.35 and 0.15 on the held-out
-# voices. `TrainConfig.voice_shift` and `voice_level` (`train.perturb_voices`) try to close
+# The curves rise fast and then flatten: after 10 million tokens the heard words gain little,
+# the value words gain mostly in the decay, and the first word of a reply stays near its
+# control. Teacher-forced, the model names the asked-for value four times in ten; speaking for
+# itself (`python -m minitml eval` on this run: 20 of 342 replies right, chance 0.02) it
+# rarely does, because every word it gets wrong becomes part of the past it conditions on.
+# And what it learned to hear does not carry over to new accents: `bench/probes.py` runs the
+# same probes on fresh dialogues of the *training* voices, where this run's heard head names
+# 0.96 of the user words and the first word of a reply is right 0.39 of the time, against
+# 0.34 and 0.17 on the held-out voices. `TrainConfig.voice_shift` and `voice_level` (`train.perturb_voices`) try to close
 # that gap; the ablation below measures them (the `voices` arm).
 #
 # One part of the closed-loop gap can be measured without letting the model speak. Every
@@ -306,9 +306,10 @@ for own, voice in ((False, "the recording"), (True, "its own frames")):
 # It names fewer words once it hears its own blurrier voice: the model leans on the sound of
 # what it said to know what comes next. `TrainConfig.own_speech` trains for that: in the
 # decay, half the conversations of a step hear the model's own greedy frames (the recording
-# stays the target). On the full-size run of the curve above, the same 300 decay steps with
-# it (README, "Own speech"): on its own voice, value words 0.21 → 0.30 and every word
-# 0.37 → 0.52 (226 and 1379 targets), with nothing lost on the recording; closed loop
+# stays the target); the run of the curve above had it. On an earlier trunk, the same 300
+# decay steps without and with it (README, "Own speech"): on its own voice, value words
+# 0.21 → 0.30 and every word 0.37 → 0.52 (226 and 1379 targets), with nothing lost on the
+# recording; closed loop
 # (`python -m minitml eval --n 50`), turns taken 64/98 → 87/98 and answers right 10/342 →
 # 17/342 (chance 0.02). `make train` uses it; this notebook's small run keeps it off (at that
 # size it made the model speak into pauses).

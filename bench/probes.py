@@ -47,8 +47,9 @@ def main():
     trainer.model.load_state_dict(model.state_dict())
     rows = {}
     print(f"{args.checkpoint}: teacher-forced probes (control: always the commonest target)")
-    for name, examples, own in [(name, examples, False) for name, examples in sets.items()] \
-            + [("held-out, own voice", sets["held-out voices"], True)]:
+    runs = [(name, examples, False) for name, examples in sets.items()]
+    runs.append(("held-out, own voice", sets["held-out voices"], True))
+    for name, examples, own in runs:
         trainer.val_examples = examples
         rows[name] = trainer.validate(own=own)
         cells = [f"{p.removeprefix('probe_')} {rows[name][p]:.2f} (control {rows[name][p + '_chance']:.2f}, "

@@ -174,8 +174,9 @@ def own_speech(model: InteractionModel, blocks: Blocks, rng: torch.Generator | N
     conversation it embeds the frames the model just drew, which are blurrier. A model
     that learned to read its next words off the recording meets its own speech only in
     use (exposure bias). These are its greedy frames given the true past (one forward
-    pass, no gradient): fed back in place of the recording (`model(blocks, said=...)`),
-    with the recording still the target, they teach it to go on from its own voice."""
+    pass, no gradient; a flow head draws them from rng): fed back in place of the
+    recording (`model(blocks, said=...)`), with the recording still the target, they
+    teach it to go on from its own voice."""
     with torch.no_grad():
         out = model(blocks)
         frames, _ = model.mel_head.sample(out.hidden, 0.0, rng)  # (B, T, A, k, 80)
@@ -311,9 +312,8 @@ class Trainer:
         indices = self.next_indices()
         blocks = self.batch(self.train_examples, indices)
         if self.tc.voice_shift or self.tc.voice_level:
-            first = self.dist.rank * blocks.batch_size  # this share's place in the global batch
-            seeds = [(self.tc.seed * 1_000_003 + self.step) * 4096 + first + b
-                     for b in range(blocks.batch_size)]
+            step_seed, first = self.draw_place(blocks)
+            seeds = [step_seed * 4096 + first + b for b in range(blocks.batch_size)]
             blocks.user_audio = perturb_voices(blocks.user_audio, seeds, self.tc.voice_shift,
                                                self.tc.voice_level, self.cfg.audio.n_bins)
         for group in self.optimizer.param_groups:
@@ -337,6 +337,12 @@ class Trainer:
         return {"step": self.step, "lr": lr_at(self.step - 1, self.tc), "grad_norm": float(norm),
                 "tokens": tokens, **losses}
 
+    def draw_place(self, blocks: Blocks) -> tuple[int, int]:
+        """(this step's seed, the place of this process's first conversation in the global
+        batch): what a step's random choices are drawn from, so that they depend on nothing
+        else (runs resume and shard exactly)."""
+        return self.tc.seed * 1_000_003 + self.step, self.dist.rank * blocks.batch_size
+
     def said(self, blocks: Blocks) -> torch.Tensor | None:
         """What this step's conversations hear themselves say (None: the recording, all of
         them). In the decay (from `decay_start` on) a tc.own_speech share of them, drawn
@@ -346,8 +352,8 @@ class Trainer:
         checkpoint still branches into a shorter run's decay."""
         if not self.tc.own_speech or self.step < decay_start(self.tc):
             return None
-        first = self.dist.rank * blocks.batch_size  # this share's place in the global batch
-        g = torch.Generator().manual_seed(self.tc.seed * 1_000_003 + self.step)
+        step_seed, first = self.draw_place(blocks)
+        g = torch.Generator().manual_seed(step_seed)
         mine = torch.rand(first + blocks.batch_size, generator=g)[first:] < self.tc.own_speech
         if not mine.any():
             return None

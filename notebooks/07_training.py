@@ -298,9 +298,9 @@ judge = Trainer(TrainConfig(heard_weight=0.0), [], probe_set, cfg=shipped.cfg, v
 judge.model.load_state_dict(shipped.state_dict())
 for own, voice in ((False, "the recording"), (True, "its own frames")):
     row = judge.validate(own=own)
-    print(f"hearing {voice:14s}: value words {row['probe_value']:.2f} of {row['probe_value_n']}, "
-          f"every word {row['probe_words']:.2f} of {row['probe_words_n']} "
-          f"(control {row['probe_words_chance']:.2f})")
+    print(f"hearing {voice:14s}: value words {row['probe_value']:.2f} of {row['probe_value_n']} "
+          f"(control {row['probe_value_chance']:.2f}), every word {row['probe_words']:.2f} of "
+          f"{row['probe_words_n']} (control {row['probe_words_chance']:.2f})")
 
 # %% [markdown]
 # It names fewer words once it hears its own blurrier voice: the model leans on the sound of

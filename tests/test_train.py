@@ -92,15 +92,19 @@ def test_collate_pads_with_silence(data):
 def test_a_small_model_learns_to_take_turns(tmp_path):
     """Real learning, end to end: data -> training -> closed-loop evaluation.
 
-    A narrow 2-layer model trains from scratch on the easiest behaviour (answer when the
-    user's question ends) for 500 steps on 1000 dialogues (about 4 minutes on one CPU
-    thread). Its loss must fall, and on held-out dialogues (new voices, new phrasings),
-    scored on the benchmark's clips (one per question), it must take the turn, faster than
-    the walkie-talkie that waits for 0.8 s of silence, and tell a pause from the end of a
-    turn: it takes the turn in at
-    most 3 of 8 pauses, and at most half as often as after a question. (It learns *when*,
-    not *what*: its replies are not checked here.) Training on a CPU with a fixed thread
-    count is deterministic. The run also trains the heard head on every user word.
+    A narrow 2-layer model trains from scratch on the two easiest behaviours (answer when
+    the user's question ends; hold on while the user pauses mid-sentence) for 500 steps on
+    1000 dialogues (about 4 minutes on one CPU thread). Its loss must fall, and on held-out
+    dialogues (new voices, new phrasings), scored on the benchmark's clips (one per
+    question), it must take the turn, faster than the walkie-talkie that waits for 0.8 s of
+    silence, and tell a pause from the end of a turn: it takes the turn in at most 3 of 8
+    pauses, and at most half as often as after a question. (It learns *when*, not *what*:
+    its replies are not checked here.) The run also trains the heard head on every user word.
+    Training on a CPU with a fixed thread count is deterministic on one machine, not across
+    processors: their float rounding differs, and the run with it. Trained on questions alone,
+    the same model took the turn in 1 of 8 pauses on one processor and in 8 of 8 on another
+    (and in 8 and 6 of 8 for two other data seeds there), so the pauses are in its training
+    data: trained on both kinds it held on in 7 or 8 of 8 for each of three data seeds.
     It leaves own speech off: at this size, fed back in the decay, its own frames made the
     model take the turn in 6 of the 8 pauses (measured). `pytest -s` prints the figures.
     """
@@ -112,7 +116,7 @@ def test_a_small_model_learns_to_take_turns(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        kinds = ["smooth_turn"]
+        kinds = ["smooth_turn", "pause"]
         train = load_dataset(make_dataset("train", 1000, 7, kinds=kinds, folder=tmp_path / "t",
                                           progress=False))
         val = load_dataset(make_dataset("heldout", 16, 7, kinds=kinds, folder=tmp_path / "v",

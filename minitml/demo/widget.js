@@ -282,7 +282,9 @@ function render({ model, el }) {
       if (run.events.length > 200) run.events.splice(0, run.events.length - 200);
       schedule(msg, buffers);
       if (msg.done) finish("done");
-    } else if (msg.type === "done") {
+    } else if (msg.type === "done") { // the answer to a chunk sent after the scenario's end
+      run.received += 1;
+      run.sentAt.delete(msg.seq);
       finish("done");
     } else if (msg.type === "error") {
       run.errors += 1;

@@ -16,7 +16,7 @@ demo: $(VENV)/.installed  ## the main job: runs the most complete demo on this m
 
 test: $(VENV)/.installed  ## lint, unit tests, notebook sync and notebook execution (fast mode)
 	$(VENV)/bin/ruff check .
-	MINITML_FAST=1 $(PY) -m pytest -q
+	MINITML_FAST=1 $(PY) -m pytest -q --durations=15
 
 train: $(VENV)/.installed  ## train the tiny preset with TrainConfig's recipe (1500 steps of 4-7 s on one CPU core)
 	$(PY) -m minitml train --threads 1 --out out/train

@@ -87,6 +87,20 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
     return record
 
 
+def write_record(path: Path, steps: int, n: int, table: list[dict]):
+    """Write the arms' figures to `path`; arms already recorded there at the same steps
+    and n stay (an arm run again replaces its row), so arms can be run one at a time."""
+    arms = {}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if (old["steps"], old["n"]) != (steps, n):
+            raise ValueError(f"{path} holds arms of {old['steps']} steps and n={old['n']}, "
+                             f"this run is {steps} steps and n={n}: record it elsewhere")
+        arms = {r["arm"]: r for r in old["arms"]}
+    arms.update({r["arm"]: r for r in table})
+    path.write_text(json.dumps({"steps": steps, "n": n, "arms": list(arms.values())}, indent=1) + "\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=300)
@@ -116,8 +130,7 @@ def main():
               "counts": {f"{k}.{m}": cell(r["results"][k]["model"], m) for k, m in COLUMNS}}
              for r in records]
     if args.record:
-        Path(args.record).write_text(json.dumps({"steps": args.steps, "n": args.n, "arms": table},
-                                                indent=1) + "\n")
+        write_record(Path(args.record), args.steps, args.n, table)
     print(json.dumps([{k: v for k, v in r.items() if k != "results"} for r in records]))
 
 

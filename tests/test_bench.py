@@ -83,3 +83,17 @@ def test_probes_bench_reports_both_sets_of_voices(tmp_path):
     for row in rows.values():
         for probe in ("probe_value", "probe_words", "probe_heard"):
             assert 0 <= row[probe] <= 1 and row[probe + "_n"] > 0 and probe + "_chance" in row
+
+
+def test_ablation_record_keeps_the_arms_run_before(tmp_path):
+    """Arms run one at a time add up in one record; a record of other steps or n is refused."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ablation import write_record
+
+    path = tmp_path / "ablation.json"
+    write_record(path, 300, 30, [{"arm": "old", "x": 1}, {"arm": "all", "x": 2}])
+    write_record(path, 300, 30, [{"arm": "own", "x": 3}, {"arm": "all", "x": 4}])
+    record = json.loads(path.read_text())
+    assert [(r["arm"], r["x"]) for r in record["arms"]] == [("old", 1), ("all", 4), ("own", 3)]
+    with pytest.raises(ValueError, match="300 steps and n=30"):
+        write_record(path, 100, 30, [{"arm": "own", "x": 5}])

@@ -19,10 +19,11 @@ benchmark's clips (minitml.metrics). The arms:
               dMel frames instead of the recording (`train.own_speech`: the recipe
               of `make train`)
 
-Each arm writes out/ablation/<arm>/ (checkpoint, history with the probes,
-results.json); an arm whose results.json exists is not run again, and one with a
-last.pt resumes from it. Run it on one thread while the other core does other
-work. The last line is JSON.
+`--name` gives an arm's row another name (an arm run again, on another machine
+or with --out elsewhere, beside its first run). Each arm writes out/ablation/<arm>/
+(checkpoint, history with the probes, results.json); an arm whose results.json
+exists is not run again, and one with a last.pt resumes from it. Run it on one
+thread while the other core does other work. The last line is JSON.
 """
 
 import argparse
@@ -88,16 +89,16 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
 
 
 def write_record(path: Path, steps: int, n: int, table: list[dict]):
-    """Write the arms' figures to `path`; arms already recorded there at the same steps
-    and n stay (an arm run again replaces its row), so arms can be run one at a time."""
+    """Write the arms' figures to `path`; rows already recorded there at the same steps
+    and n stay (a row of the same name is replaced), so arms can be run one at a time."""
     arms = {}
     if path.exists():
         old = json.loads(path.read_text())
         if (old["steps"], old["n"]) != (steps, n):
             raise ValueError(f"{path} holds arms of {old['steps']} steps and n={old['n']}, "
                              f"this run is {steps} steps and n={n}: record it elsewhere")
-        arms = {r["arm"]: r for r in old["arms"]}
-    arms.update({r["arm"]: r for r in table})
+        arms = {r.get("row", r["arm"]): r for r in old["arms"]}
+    arms.update({r["row"]: r for r in table})
     path.write_text(json.dumps({"steps": steps, "n": n, "arms": list(arms.values())}, indent=1) + "\n")
 
 
@@ -108,6 +109,9 @@ def main():
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out", default="out/ablation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--name", default=None,
+                   help="the row's name in the table and the record (one arm only; default: the arm's), "
+                        "for an arm run again")
     p.add_argument("--record", default=None,
                    help="also write the table's figures here as JSON (data/ablation.json is the README's)")
     args = p.parse_args()
@@ -115,14 +119,18 @@ def main():
     tc = TrainConfig()
     train = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
     val = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
-    records = [run_arm(a, args.steps, args.n, Path(args.out), train, val) for a in args.arms.split(",")]
+    arms = args.arms.split(",")
+    if args.name and len(arms) != 1:
+        raise ValueError(f"--name names one arm's row, got {len(arms)} arms: {args.arms}")
+    records = [{**run_arm(a, args.steps, args.n, Path(args.out), train, val), "row": args.name or a}
+               for a in arms]
     print(f"{args.steps} steps per arm (batch {tc.batch_size}), {args.n} held-out scenarios per kind")
     head = ["arm", "train min", "probe value", "probe heard"] + [f"{k} {m}" for k, m in COLUMNS]
     print(" | ".join(head))
     for r in records:
         p_ = r["probes"]
         heard = f"{p_['probe_heard']:.2f}" if "probe_heard" in p_ else "-"
-        cells = [r["arm"], f"{r['train_s'] / 60:.0f}", f"{p_['probe_value']:.2f} (n={p_['probe_value_n']})",
+        cells = [r["row"], f"{r['train_s'] / 60:.0f}", f"{p_['probe_value']:.2f} (n={p_['probe_value_n']})",
                  heard] + [cell(r["results"][k]["model"], m) for k, m in COLUMNS]
         print(" | ".join(cells))
     table = [{**{k: v for k, v in r.items() if k != "results"},

@@ -91,9 +91,11 @@ def test_ablation_record_keeps_the_arms_run_before(tmp_path):
     from ablation import write_record
 
     path = tmp_path / "ablation.json"
-    write_record(path, 300, 30, [{"arm": "old", "x": 1}, {"arm": "all", "x": 2}])
-    write_record(path, 300, 30, [{"arm": "own", "x": 3}, {"arm": "all", "x": 4}])
+    write_record(path, 300, 30, [{"arm": "old", "row": "old", "x": 1}, {"arm": "all", "row": "all", "x": 2}])
+    write_record(path, 300, 30, [{"arm": "own", "row": "own", "x": 3}, {"arm": "all", "row": "all", "x": 4},
+                                 {"arm": "all", "row": "all, again", "x": 5}])
     record = json.loads(path.read_text())
-    assert [(r["arm"], r["x"]) for r in record["arms"]] == [("old", 1), ("all", 4), ("own", 3)]
+    rows = [(r["row"], r["x"]) for r in record["arms"]]
+    assert rows == [("old", 1), ("all", 4), ("own", 3), ("all, again", 5)]
     with pytest.raises(ValueError, match="300 steps and n=30"):
-        write_record(path, 100, 30, [{"arm": "own", "x": 5}])
+        write_record(path, 100, 30, [{"arm": "own", "row": "own", "x": 6}])

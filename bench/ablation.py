@@ -19,8 +19,10 @@ benchmark's clips (minitml.metrics). The arms:
               dMel frames instead of the recording (`train.own_speech`: the recipe
               of `make train`)
 
-`--name` gives an arm's row another name (an arm run again, on another machine
-or with --out elsewhere, beside its first run). Each arm writes out/ablation/<arm>/
+`--seed` draws other initial weights and another batch order for every arm
+(the same for all arms of one run); `--name` gives an arm's row another name (an
+arm run again, with another seed or on another machine, beside its first run).
+Each arm writes out/ablation/<arm>/
 (checkpoint, history with the probes, results.json); an arm whose results.json
 exists is not run again, and one with a last.pt resumes from it. Run it on one
 thread while the other core does other work. The last line is JSON.
@@ -62,13 +64,13 @@ COLUMNS = [  # (kind, metric) of the table, beside the probes
 ]
 
 
-def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
+def run_arm(name: str, steps: int, n: int, out: Path, train, val, seed: int = 0) -> dict:
     folder = out / name
     done = folder / "results.json"
     if done.exists():
         return json.loads(done.read_text())
     tc = TrainConfig(steps=steps, eval_every=50, schedule="cosine", keep_every=0, out=str(folder),
-                     **ARMS[name])
+                     seed=seed, **ARMS[name])
     cfg = get_config(tc.preset)  # the arms without the heard loss have no heard head either
     cfg = cfg.replace(model=replace(cfg.model, heard_head=tc.heard_weight > 0))
     trainer = Trainer(tc, train, val, cfg=cfg, vocab=list(VOCAB))
@@ -78,7 +80,7 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val) -> dict:
     start = time.perf_counter()
     results = evaluate(trainer.model, KINDS, n, thresholds=(), progress=False)
     val_row = [h for h in history if "val_loss" in h][-1]
-    record = {"arm": name, **ARMS[name], "steps": steps,
+    record = {"arm": name, **ARMS[name], "steps": steps, "seed": seed,
               "train_s": round(sum(legs_s(history)), 1),
               "eval_s": round(time.perf_counter() - start, 1),
               "tokens": sum(h["tokens"] for h in history),
@@ -109,6 +111,8 @@ def main():
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out", default="out/ablation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0,
+                   help="TrainConfig.seed: every arm's initial weights and batch order (use another --out)")
     p.add_argument("--name", default=None,
                    help="the row's name in the table and the record (one arm only; default: the arm's), "
                         "for an arm run again")
@@ -122,7 +126,8 @@ def main():
     arms = args.arms.split(",")
     if args.name and len(arms) != 1:
         raise ValueError(f"--name names one arm's row, got {len(arms)} arms: {args.arms}")
-    records = [{**run_arm(a, args.steps, args.n, Path(args.out), train, val), "row": args.name or a}
+    records = [{**run_arm(a, args.steps, args.n, Path(args.out), train, val, args.seed),
+                "row": args.name or a}
                for a in arms]
     print(f"{args.steps} steps per arm (batch {tc.batch_size}), {args.n} held-out scenarios per kind")
     head = ["arm", "train min", "probe value", "probe heard"] + [f"{k} {m}" for k, m in COLUMNS]

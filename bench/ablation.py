@@ -99,7 +99,7 @@ def write_record(path: Path, steps: int, n: int, table: list[dict]):
         if (old["steps"], old["n"]) != (steps, n):
             raise ValueError(f"{path} holds arms of {old['steps']} steps and n={old['n']}, "
                              f"this run is {steps} steps and n={n}: record it elsewhere")
-        arms = {r.get("row", r["arm"]): r for r in old["arms"]}
+        arms = {r["row"]: r for r in old["arms"]}
     arms.update({r["row"]: r for r in table})
     path.write_text(json.dumps({"steps": steps, "n": n, "arms": list(arms.values())}, indent=1) + "\n")
 

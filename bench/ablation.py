@@ -18,6 +18,8 @@ benchmark's clips (minitml.metrics). The arms:
     own       both, and in the decay half the conversations hear the model's own
               dMel frames instead of the recording (`train.own_speech`: the recipe
               of `make train`)
+    speakers  both, on the same dialogues spoken by 348 training voices instead of 66
+              (`speakers="many"`, world/voices.py; the held-out voices are the same)
 
 `--seed` draws other initial weights and another batch order for every arm
 (the same for all arms of one run); `--name` gives an arm's row another name (an
@@ -54,6 +56,7 @@ ARMS = {  # own_speech is TrainConfig's last change: only the "own" arm has it
     "voices": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, voice_shift=2, voice_level=1,
                    own_speech=0.0),
     "own": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5),
+    "speakers": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0, speakers="many"),
 }
 
 COLUMNS = [  # (kind, metric) of the table, beside the probes
@@ -121,20 +124,29 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tc = TrainConfig()
-    train = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed))
     val = load_dataset(make_dataset("heldout", tc.val_dialogues, tc.data_seed))
     arms = args.arms.split(",")
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; expected some of {list(ARMS)}")
     if args.name and len(arms) != 1:
         raise ValueError(f"--name names one arm's row, got {len(arms)} arms: {args.arms}")
-    records = [{**run_arm(a, args.steps, args.n, Path(args.out), train, val, args.seed),
-                "row": args.name or a}
-               for a in arms]
+    train = {}  # speakers -> the training dialogues (the same dialogues, other voices)
+    records = []
+    for a in arms:
+        speakers = ARMS[a].get("speakers", "few")
+        if speakers not in train:
+            train[speakers] = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed,
+                                                        speakers=speakers))
+        records.append({**run_arm(a, args.steps, args.n, Path(args.out), train[speakers], val, args.seed),
+                        "row": args.name or a})
     print(f"{args.steps} steps per arm (batch {tc.batch_size}), {args.n} held-out scenarios per kind")
     head = ["arm", "train min", "probe value", "probe heard"] + [f"{k} {m}" for k, m in COLUMNS]
     print(" | ".join(head))
     for r in records:
         p_ = r["probes"]
         heard = f"{p_['probe_heard']:.2f}" if "probe_heard" in p_ else "-"
+        heard += f" (known words {p_['probe_known']:.2f})" if "probe_known" in p_ else ""
         cells = [r["row"], f"{r['train_s'] / 60:.0f}", f"{p_['probe_value']:.2f} (n={p_['probe_value_n']})",
                  heard] + [cell(r["results"][k]["model"], m) for k, m in COLUMNS]
         print(" | ".join(cells))

@@ -9,7 +9,9 @@ beside its control, always the commonest target), on
 - fresh training-split dialogues: the training voices and phrasings, in dialogues drawn
   with another seed, so none of them was trained on.
 The gap between the two rows is what the model learned about its training voices
-rather than about speech. A third row feeds the held-out set the model's own dMel
+and phrasings rather than about speech; `known` (the heard head on the words that
+training users say too) leaves out the held-out phrasings' own words, so its gap is
+the voices'. A third row feeds the held-out set the model's own dMel
 frames in place of the recorded assistant audio (`train.own_speech`), as a
 conversation does: the gap to the first row is exposure bias. The last line is JSON.
 """
@@ -27,7 +29,7 @@ from minitml import checkpoint  # noqa: E402
 from minitml.train import TrainConfig, Trainer  # noqa: E402
 from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 
-PROBES = ("probe_value", "probe_reply", "probe_words", "probe_heard")
+PROBES = ("probe_value", "probe_reply", "probe_words", "probe_heard", "probe_known")
 
 
 def main():
@@ -36,14 +38,18 @@ def main():
     p.add_argument("--n", type=int, default=TrainConfig.val_dialogues, help="dialogues per set")
     p.add_argument("--seed", type=int, default=1, help="seed of the fresh training-split dialogues "
                    "(training used seed 0)")
+    p.add_argument("--speakers", default="few", choices=["few", "many"],
+                   help="the training voices the checkpoint was trained on (TrainConfig.speakers)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = checkpoint.load(args.checkpoint)
     sets = {"held-out voices": load_dataset(make_dataset("heldout", args.n, 0, progress=False)),
-            "training voices": load_dataset(make_dataset("train", args.n, args.seed, progress=False))}
+            "training voices": load_dataset(make_dataset("train", args.n, args.seed, progress=False,
+                                                         speakers=args.speakers))}
     tc = TrainConfig(heard_weight=1.0 if model.cfg.model.heard_head else 0.0)
-    trainer = Trainer(tc, [], [], cfg=model.cfg, vocab=model.vocab)
+    # the fresh training dialogues say the training phrasings' words: probe_known counts those
+    trainer = Trainer(tc, sets["training voices"], [], cfg=model.cfg, vocab=model.vocab)
     trainer.model.load_state_dict(model.state_dict())
     rows = {}
     print(f"{args.checkpoint}: teacher-forced probes (control: always the commonest target)")

@@ -59,7 +59,7 @@ def data(args) -> int:
 
     t0 = time.perf_counter()
     path = make_dataset(args.split, args.n, args.seed, folder=args.out, workers=args.workers,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, speakers=args.speakers)
     index = json.loads((path / "index.json").read_text())
     size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
     elapsed = time.perf_counter() - t0
@@ -76,6 +76,7 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "word_weight": "a word target's weight against a PAD target",
     "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
+    "speakers": "few (66) or many (348) voices of training users (the held-out 54 stay the same)",
     "voice_shift": "move each training user's mel channels by up to this many (0: off)",
     "voice_level": "move each training user's levels by up to this many dMel bins (0: off)",
     "own_speech": "in the decay, share of conversations that hear the model's own dMel fed back (0: off)",
@@ -114,7 +115,8 @@ def train(args) -> int:
               f"{tc.batch_size // dist.world_size} per process")
 
     def datasets():
-        return (make_dataset("train", tc.train_dialogues, tc.data_seed, progress=dist.is_main),
+        return (make_dataset("train", tc.train_dialogues, tc.data_seed, progress=dist.is_main,
+                             speakers=tc.speakers),
                 make_dataset("heldout", tc.val_dialogues, tc.data_seed, progress=dist.is_main))
 
     if dist.is_main:  # one process writes the shards, the others wait and read them
@@ -256,6 +258,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder (default: the cache, $MINITML_CACHE)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--speakers", default="few", choices=["few", "many"],
+                   help="training users from 66 voices (few) or 348 (many); held-out is the same")
     p.set_defaults(func=data)
     p = sub.add_parser("train", help="train a model on the toy world")
     from minitml.train import TrainConfig

@@ -82,6 +82,7 @@ class TrainConfig:
     mel_weight: float = 1.0  # weight of the dMel loss
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
+    speakers: str = "few"  # training users' voices: "few" (66) or "many" (348; world/voices.py)
     voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
     voice_level: int = 0  # and their levels by up to this many dMel bins
     own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
@@ -225,10 +226,12 @@ def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
     return mask.view(turns, A)
 
 
-def probe_counts(out, blocks: Blocks, values: torch.Tensor) -> list[tuple[str, int, int, torch.Tensor]]:
+def probe_counts(out, blocks: Blocks, values: torch.Tensor,
+                 known: torch.Tensor | None = None) -> list[tuple[str, int, int, torch.Tensor]]:
     """[(probe, targets predicted right, targets, (V,) count of each target id)] of one
     teacher-forced batch (argmax). The counts give each probe's control: always guessing
-    the commonest target scores max(counts) / sum(counts)."""
+    the commonest target scores max(counts) / sum(counts). known: (V,) bool, the words
+    training users say (probe_known counts the heard targets among them)."""
     guess = out.text_logits.argmax(-1)  # (B, T, A)
     target = blocks.out_text
     right = guess == target
@@ -238,11 +241,27 @@ def probe_counts(out, blocks: Blocks, values: torch.Tensor) -> list[tuple[str, i
     counts = [(name, int((right & m).sum()), int(m.sum()), torch.bincount(target[m].cpu(), minlength=V))
               for name, m in rows]
     if out.heard_logits is not None:
-        heard = blocks.heard_text != PAD
-        counts.append(("probe_heard", int(((out.heard_logits.argmax(-1) == blocks.heard_text)
-                                            & heard).sum()), int(heard.sum()),
-                       torch.bincount(blocks.heard_text[heard].cpu(), minlength=V)))
+        heard_right = out.heard_logits.argmax(-1) == blocks.heard_text
+        masks = [("probe_heard", blocks.heard_text != PAD)]
+        if known is not None:
+            masks.append(("probe_known", (blocks.heard_text != PAD) & known.to(blocks.heard_text.device)[
+                blocks.heard_text]))
+        for name, m in masks:
+            counts.append((name, int((heard_right & m).sum()), int(m.sum()),
+                           torch.bincount(blocks.heard_text[m].cpu(), minlength=V)))
     return counts
+
+
+def said_by_users(examples: list, vocab_size: int) -> torch.Tensor | None:
+    """(V,) bool: the words the users of `examples` say (None without examples). On held-out
+    dialogues the heard head is asked for words no training user says ("which", "much": the
+    held-out phrasings); probe_known leaves those out, so what remains is the voice."""
+    if not examples:
+        return None
+    known = torch.zeros(vocab_size, dtype=torch.bool)
+    known[torch.cat([e["user_word_ids"] for e in examples]).unique()] = True
+    known[PAD] = False
+    return known
 
 
 class Trainer:
@@ -286,6 +305,7 @@ class Trainer:
              {"params": [p for _, p in keep], "weight_decay": 0.0}],
             lr=tc.lr, betas=(0.9, 0.95), fused=self.device.type == "cuda")
         self.train_examples, self.val_examples = train_examples, val_examples
+        self.known_words = said_by_users(train_examples, self.cfg.model.text_vocab_size)
         self.generator = torch.Generator().manual_seed(tc.seed)
         self.step = 0
         self.history: list[dict] = []
@@ -394,6 +414,7 @@ class Trainer:
             probe_value      the asked-for value words of each reply (the colour, the sum)
             probe_words      every monologue word
             probe_heard      the heard head naming each user word where it ends
+            probe_known      the same, on the words that training users say too
 
         Each probe_* rate comes with probe_*_n, the number of targets it counts, and
         probe_*_chance, its control: always guessing the commonest of those targets.
@@ -417,7 +438,7 @@ class Trainer:
             mine = global_batch_slice(indices, self.dist)
             values = torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns)
                                   for i in mine]).to(self.device)
-            for name, n_hit, n_all, ids in probe_counts(out, blocks, values):
+            for name, n_hit, n_all, ids in probe_counts(out, blocks, values, self.known_words):
                 hits[name] = hits.get(name, 0) + n_hit
                 hits[name + "_n"] = hits.get(name + "_n", 0) + n_all
                 seen[name] = seen.get(name, 0) + ids

@@ -97,7 +97,13 @@ from minitml.world import (
 from minitml.world.dataset import encode_scenario, load_dataset, make_dataset, to_blocks
 from minitml.world.export import export_fdb
 from minitml.world.scenes import RGB
-from minitml.world.voices import HELDOUT_BASES, HELDOUT_VARIANTS, TRAIN_BASES, TRAIN_VARIANTS
+from minitml.world.voices import (
+    HELDOUT_BASES,
+    HELDOUT_VARIANTS,
+    MORE_TRAIN_VARIANTS,
+    TRAIN_BASES,
+    TRAIN_VARIANTS,
+)
 
 cfg = get_config("tiny")
 dmel = DMel(cfg.audio)
@@ -442,9 +448,17 @@ for kind in KINDS:
 # - every user template group has separate training and held-out phrasings;
 # - the assistant's voice and lines are the same in both splits: held-out dialogues test new
 #   *users*, not a new assistant.
+#
+# eSpeak NG ships about a hundred variants and the split uses fifteen. `speakers="many"`
+# (`make_scenario`, `make_dataset`, `TrainConfig.speakers`) adds 47 more to the training
+# variants, with the training accents only, and leaves the held-out voices as they are: the
+# same dialogues, spoken by more people, test whether listening carries over to new speakers.
 
 # %%
 train_voices, heldout_voices = user_voices("train"), user_voices("heldout")
+print(f"speakers='many': {len(user_voices('train', 'many'))} training voices "
+      f"(+{len(MORE_TRAIN_VARIANTS)} variants), held-out unchanged: "
+      f"{user_voices('heldout', 'many') == heldout_voices}")
 print(f"train bases {TRAIN_BASES} x variants {TRAIN_VARIANTS}: {len(train_voices)} voices")
 print(f"held-out bases {HELDOUT_BASES}, held-out variants {HELDOUT_VARIANTS}: {len(heldout_voices)} voices")
 print(f"shared between the splits: {sorted(set(train_voices) & set(heldout_voices))}")

@@ -331,6 +331,8 @@ for own, voice in ((False, "the recording"), (True, "its own frames")):
 # | own | both, and own speech in the decay (the recipe of `make train`) |
 # | all, again | the `all` arm trained once more, in a later session on another machine |
 # | all, seed 1; own, seed 1 | both arms again on that machine, from other initial weights in another batch order |
+# | all, beside speakers | the `all` arm once more, in the session of the `speakers` arm |
+# | speakers | both, on the same dialogues spoken by 348 training voices instead of 66 |
 #
 # The arms take hours, so the notebook reads what the last run recorded
 # (`.venv/bin/python bench/ablation.py --record data/ablation.json`).
@@ -342,6 +344,7 @@ columns = list(ablation["arms"][0]["counts"])
 for arm in ablation["arms"]:
     p = arm["probes"]
     heard = f"{p['probe_heard']:.2f} of {p['probe_heard_n']}" if "probe_heard" in p else "-"
+    heard += f" (known words {p['probe_known']:.2f} of {p['probe_known_n']})" if "probe_known" in p else ""
     print(f"\n{arm['row']}: {arm['train_s'] / 60:.0f} min of training; probes: value "
           f"{p['probe_value']:.2f} of {p['probe_value_n']}, words {p['probe_words']:.2f} of "
           f"{p['probe_words_n']}, heard {heard}")
@@ -359,6 +362,13 @@ for arm in ablation["arms"]:
 # replicate that pair with other initial weights: what holds in both seeds (own speech says
 # `<call>` more often, and names fewer value words teacher-forced) is a finding; what flips
 # with the seed (turns, stories, barge-ins) is not.
+#
+# The last pair asks whether more training speakers make listening carry over to new ones.
+# `all, beside speakers` matches `all, again` to the count (the same kind of processor), so
+# the `speakers` arm is compared with it: at 300 steps its heard head names fewer held-out
+# words (`heard`), also among the words training users say (`known`, which leaves out the
+# held-out phrasings' own words): a wider set of voices is slower to learn. Whether it ends
+# higher needs a longer run (README, "More speakers").
 
 # %% [markdown]
 # ## 9. How the shipped model was trained

@@ -11,6 +11,16 @@ def test_presets_table(capsys):
     assert "tml_small" in out and f"{total:,d}" in out
 
 
+def test_data_with_many_speakers(tmp_path, capsys):
+    import json
+
+    assert main(["data", "--n", "2", "--speakers", "many", "--workers", "1", "--out", str(tmp_path)]) == 0
+    assert "2 train dialogues" in capsys.readouterr().out
+    assert json.loads((tmp_path / "index.json").read_text())["speakers"] == "many"
+    with pytest.raises(SystemExit):
+        main(["data", "--speakers", "everyone"])
+
+
 def test_eval_scores_the_shipped_checkpoint_beside_truth_and_baselines(tmp_path, capsys):
     import json
 

@@ -42,6 +42,19 @@ def test_dataset_contents(dataset):
         ).sum().item()
 
 
+def test_many_speakers_have_their_own_cache_name(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINITML_CACHE", str(tmp_path))
+    many = make_dataset("train", n=3, seed=3, workers=1, progress=False, speakers="many")
+    assert many.name == "train-n3-seed3-all-many"
+    assert json.loads((many / "index.json").read_text())["speakers"] == "many"
+    few = load_dataset(dataset)[:3]
+    for a, b in zip(few, load_dataset(many)):  # the same dialogues, spoken by other voices
+        assert json.loads(a["annotations"])["templates"] == json.loads(b["annotations"])["templates"]
+        assert json.loads(b["annotations"])["voices"] != json.loads(a["annotations"])["voices"]
+    with pytest.raises(ValueError, match="speakers must be one of"):
+        make_dataset("train", 2, folder=tmp_path / "x", speakers="some")
+
+
 def test_dataset_refuses_another_vocabulary(dataset, tmp_path):
     import shutil
 

@@ -157,6 +157,23 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
     assert marked > 0
 
 
+def test_the_known_words_probe_counts_held_out_words_that_training_users_say(data):
+    """probe_known: the heard targets whose word a training user says, a subset of probe_heard."""
+    from minitml.train import said_by_users
+    from minitml.world.vocab import word_id
+
+    train, val = data
+    known = said_by_users(train, 256)
+    assert known[word_id("what")] and not known[0]  # PAD is never a word
+    assert said_by_users([], 256) is None
+    trainer = Trainer(config("unused"), train, val, vocab=list(VOCAB))
+    row = trainer.validate()
+    val_words = torch.cat([e["user_word_ids"] for e in val])
+    assert 0 < row["probe_known_n"] <= row["probe_heard_n"]
+    assert row["probe_known_n"] < row["probe_heard_n"] or bool(known[val_words].all())
+    assert "probe_known" not in Trainer(config("unused"), [], val, vocab=list(VOCAB)).validate()
+
+
 def test_own_speech_is_fed_back_in_place_of_the_recording(data):
     """The model hears its greedy frames instead of the recorded ones; the recording stays
     the target, and nothing before the first output token can tell the difference."""

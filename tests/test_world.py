@@ -5,7 +5,9 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import espeakng_loader
 import numpy as np
 import pytest
 import torch
@@ -29,7 +31,10 @@ from minitml.world.vocab import (
 )
 from minitml.world.voices import (
     ASSISTANT_VOICE,
+    HELDOUT_VARIANTS,
+    MORE_TRAIN_VARIANTS,
     SILENCE_RMS,
+    TRAIN_VARIANTS,
     Voice,
     active_spans,
     frame_rms,
@@ -119,6 +124,26 @@ def test_voice_split_is_disjoint():
             assert v.name in names and 0.5 <= v.volume <= 1.0 and 140 <= v.rate <= 210
     with pytest.raises(ValueError, match="split"):
         user_voices("test")
+
+
+def test_many_speakers_widen_the_training_split_only():
+    few, many = set(user_voices("train")), set(user_voices("train", "many"))
+    heldout = set(user_voices("heldout"))
+    assert len(many) == 348 and few < many and not many & heldout
+    assert set(user_voices("heldout", "many")) == heldout  # the evaluation's voices do not move
+    assert not set(MORE_TRAIN_VARIANTS) & set(HELDOUT_VARIANTS + TRAIN_VARIANTS + ("f2",))  # f2: assistant
+    # eSpeak falls back to the bare accent for a variant it does not know: every name must exist
+    variants = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    named = MORE_TRAIN_VARIANTS + TRAIN_VARIANTS[1:] + HELDOUT_VARIANTS  # [0] is "": the bare accent
+    assert all((variants / v).is_file() for v in named)
+    a = S.make_scenario("other_speaker", 3, "train")
+    b = S.make_scenario("other_speaker", 3, "train", speakers="many")
+    assert [t[3] for t in a.annotations["transcript"]] == [t[3] for t in b.annotations["transcript"]]
+    assert set(b.annotations["voices"]) <= many
+    with pytest.raises(ValueError, match="speakers"):
+        user_voices("train", "all")
+    with pytest.raises(ValueError, match="speakers"):
+        S.make_scenario("pause", 0, speakers="lots")
 
 
 def test_every_voice_speaks():

@@ -98,17 +98,19 @@ class Scenario:
 
 class DialogueBuilder:
     """A dialogue being written: speech placed on two channels, scene changes, text-in.
-    rng: the dialogue's only source of randomness (make_scenario seeds it from (kind, seed, split))."""
+    rng: the dialogue's only source of randomness (make_scenario seeds it from (kind, seed, split)).
+    speakers: "few" or "many" voices in the training split (voices.user_voices)."""
 
-    def __init__(self, kind: str, seed: int, split: str, cfg: Config, rng: np.random.Generator):
-        self.kind, self.seed, self.split = kind, seed, split
+    def __init__(self, kind: str, seed: int, split: str, cfg: Config, rng: np.random.Generator,
+                 speakers: str = "few"):
+        self.kind, self.seed, self.split, self.speakers = kind, seed, split, speakers
         self.rng = rng
         self.sr = cfg.audio.sample_rate
         self.turn_s = cfg.audio.micro_turn_ms / 1000
         self.slot_s = self.turn_s / cfg.audio.tokens_per_micro_turn  # 50 ms per output token
         self.x_slots = cfg.model.text_in_slots
         self.cfg = cfg
-        self.user_voice = sample_user_voice(self.rng, split)
+        self.user_voice = sample_user_voice(self.rng, split, speakers=speakers)
         self.voices = [self.user_voice.name]
         self.mic: list[tuple[int, np.ndarray]] = []  # (first sample, wave)
         self.out: list[tuple[int, np.ndarray]] = []

@@ -14,7 +14,7 @@ A stored example keeps only what the model needs and what the metrics need:
 
 Video is stored as scene *states*, not pixels: an 80x80 frame is 19 KB, its state
 a few bytes, and drawing it again is cheap and exact. Everything is a function of
-(split, n, seed): the same call writes the same shards, bit for bit.
+(split, n, seed, kinds, speakers): the same call writes the same shards, bit for bit.
 """
 
 from __future__ import annotations
@@ -77,14 +77,14 @@ def encode_scenario(scenario, dmel: DMel) -> dict:
     }
 
 
-def _generate(job: tuple[str, int, list[tuple[str, int]]]) -> list[dict]:
-    """Make and encode the scenarios of one piece of a shard."""
+def _generate(job: tuple[str, int, list[tuple[str, int]], str]) -> list[dict]:
+    """Make and encode the scenarios of one piece of a shard: (split, shard, items, speakers)."""
     from minitml.world.scenarios import make_scenario
 
-    split, _, items = job
+    split, _, items, speakers = job
     torch.set_num_threads(1)
     dmel = DMel(AudioConfig())
-    return [encode_scenario(make_scenario(kind, s, split), dmel) for kind, s in items]
+    return [encode_scenario(make_scenario(kind, s, split, speakers=speakers), dmel) for kind, s in items]
 
 
 def _generate_bytes(job) -> bytes:
@@ -98,13 +98,16 @@ def _generate_bytes(job) -> bytes:
 
 def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = None,
                  folder: str | Path | None = None, shard_size: int = 200, workers: int = 2,
-                 progress: bool = True, overwrite: bool = False) -> Path:
+                 progress: bool = True, overwrite: bool = False, speakers: str = "few") -> Path:
     """Generate n conversations (kinds in turn) into token shards; return the folder.
 
+    speakers "many": the training split's users come from 348 voices instead of 66
+    (voices.user_voices; the held-out split is the same either way).
     An existing complete dataset with the same name is reused unless overwrite=True.
     """
     from minitml.world.scenarios import KINDS
     from minitml.world.vocab import VOCAB
+    from minitml.world.voices import SPEAKERS
 
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
@@ -112,17 +115,22 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown scenario kinds {unknown}; expected some of {KINDS}")
+    if speakers not in SPEAKERS:
+        raise ValueError(f"speakers must be one of {SPEAKERS}, got {speakers!r}")
+    if split == "heldout":
+        speakers = "few"  # the held-out voices do not depend on it: one name, one cache
     name = f"{split}-n{n}-seed{seed}-{'_'.join(kinds) if kinds != list(KINDS) else 'all'}"
+    name += "-many" if speakers == "many" else ""
     path = Path(folder) if folder is not None else cache_dir() / name
     index_file = path / "index.json"
     if index_file.exists() and not overwrite:
         return path
     path.mkdir(parents=True, exist_ok=True)
     items = [(kinds[i % len(kinds)], example_seed(seed, i)) for i in range(n)]
-    jobs = [(split, k, items[k * shard_size:(k + 1) * shard_size])
+    jobs = [(split, k, items[k * shard_size:(k + 1) * shard_size], speakers)
             for k in range(-(-n // shard_size))]
     # Small jobs of ~20 scenarios keep both workers busy and the progress bar moving.
-    pieces = [(split, k, job[2][j:j + 20]) for k, job in enumerate(jobs)
+    pieces = [(split, k, job[2][j:j + 20], speakers) for k, job in enumerate(jobs)
               for j in range(0, len(job[2]), 20)]
     bar = None
     if progress:
@@ -136,7 +144,7 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
         # process that has run multi-threaded torch must not touch the inherited OpenMP pool.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            for (_, k, _), blob in zip(pieces, pool.map(_generate_bytes, pieces)):
+            for (_, k, _, _), blob in zip(pieces, pool.map(_generate_bytes, pieces)):
                 examples = torch.load(io.BytesIO(blob), weights_only=True)
                 shards[k].extend(examples)
                 if bar:
@@ -155,7 +163,7 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
         files.append(file.name)
         seconds += sum(e["seconds"] for e in examples)
     (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    index = {"format": FORMAT, "split": split, "n": n, "seed": seed, "kinds": kinds,
+    index = {"format": FORMAT, "split": split, "n": n, "seed": seed, "kinds": kinds, "speakers": speakers,
              "shards": files, "seconds": round(seconds, 3), "audio": dataclasses.asdict(AudioConfig()),
              "vocab_sha256": hashlib.sha256("\n".join(VOCAB).encode()).hexdigest()}
     index_file.write_text(json.dumps(index, indent=1) + "\n")

@@ -13,12 +13,20 @@ the microphone's noise floor.
 The split. Evaluation uses speakers the model never heard in training:
 
     train    = TRAIN_BASES x TRAIN_VARIANTS                         (6 x 11 = 66 voices)
-    heldout  = every other combination of all bases and variants:
+    heldout  = every other combination of these bases and variants:
                HELDOUT_BASES x all variants + TRAIN_BASES x HELDOUT_VARIANTS  (2 x 15 + 6 x 4 = 54)
 
 So a held-out voice has an accent or a speaker (or both) that no training voice
 has; `user_voices("train")` and `user_voices("heldout")` never share a name.
 The assistant speaks with one fixed voice that is in neither list.
+
+More speakers. eSpeak NG ships about a hundred variants; the split above uses
+fifteen. `speakers="many"` widens the training split only: TRAIN_BASES x
+(TRAIN_VARIANTS + MORE_TRAIN_VARIANTS), 6 x 58 = 348 voices. The held-out list
+stays the same 54 voices whatever `speakers` is, and MORE_TRAIN_VARIANTS leaves
+out the variants that are near copies of a held-out one ("steph2", "m8", ...),
+so more speakers in training is a fair test of whether listening carries over
+to new speakers.
 
 Loudness. eSpeak's voices differ about 3x in level, so every sentence is first
 scaled to the same RMS over its speech (LEVEL_RMS), then multiplied by the
@@ -67,11 +75,22 @@ TRAIN_BASES = ("en-us", "en", "en-gb-x-rp", "en-us-nyc", "en-gb-scotland", "en-g
 HELDOUT_BASES = ("en-029", "en-gb-x-gbcwmd")  # Caribbean and West Midlands English
 TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m4", "m6", "f1", "f3", "f5", "robert", "linda")
 HELDOUT_VARIANTS = ("m7", "f4", "paul", "steph")
+# Heard in training with speakers="many" only, and only with TRAIN_BASES. Left out: the
+# assistant's f2; near copies of a held-out variant (steph2/3, m8, Nguyen, the robosofts,
+# max and the RicishayMaxes, aunty); and the unhuman ones (whisper, croak, Demonic, ...).
+MORE_TRAIN_VARIANTS = (
+    "m5", "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Henrique", "Hugo",
+    "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Storm", "adam", "anika", "antonio",
+    "belinda", "benjamin", "boris", "david", "ed", "edward", "grandma", "grandpa", "gustave", "iven",
+    "john", "klatt", "klatt2", "klatt3", "marcelo", "michel", "miguel", "norbert", "pedro", "quincy",
+    "rob", "sandro", "shelby", "travis", "victor", "zac",
+)
 
 # The assistant: one voice, in neither user list (variant f2 is nobody else's).
 ASSISTANT_VOICE = Voice("en-us+f2", rate=175, pitch=50, pitch_range=50, volume=0.8, noise=0.0)
 
 SPLITS = ("train", "heldout")
+SPEAKERS = ("few", "many")  # how many speakers the training split has (66 or 348 voices)
 
 # Ranges a user voice is drawn from (the same for both splits: the split is about who speaks).
 RATE_RANGE = (140, 210)  # words per minute
@@ -86,10 +105,14 @@ def _name(base: str, variant: str) -> str:
     return f"{base}+{variant}" if variant else base
 
 
-def user_voices(split: str) -> list[str]:
-    """The eSpeak voice names a user can have in `split` ("train" or "heldout")."""
+def user_voices(split: str, speakers: str = "few") -> list[str]:
+    """The eSpeak voice names a user can have in `split` ("train" or "heldout").
+    speakers "many" adds MORE_TRAIN_VARIANTS to the training split; held-out is always the same."""
+    if speakers not in SPEAKERS:
+        raise ValueError(f"speakers must be one of {SPEAKERS}, got {speakers!r}")
     if split == "train":
-        return [_name(b, v) for b in TRAIN_BASES for v in TRAIN_VARIANTS]
+        variants = TRAIN_VARIANTS + (MORE_TRAIN_VARIANTS if speakers == "many" else ())
+        return [_name(b, v) for b in TRAIN_BASES for v in variants]
     if split == "heldout":
         all_variants = TRAIN_VARIANTS + HELDOUT_VARIANTS
         return ([_name(b, v) for b in HELDOUT_BASES for v in all_variants]
@@ -98,9 +121,10 @@ def user_voices(split: str) -> list[str]:
 
 
 def sample_user_voice(rng: np.random.Generator, split: str, exclude: tuple[str, ...] = (),
-                      volume: tuple[float, float] = VOLUME_RANGE) -> Voice:
-    """A random user voice of `split`: a name from `user_voices(split)` (not in `exclude`), rate, pitch..."""
-    names = [n for n in user_voices(split) if n not in exclude]
+                      volume: tuple[float, float] = VOLUME_RANGE, speakers: str = "few") -> Voice:
+    """A random user voice of `split`: a name from `user_voices(split, speakers)` (not in
+    `exclude`), rate, pitch..."""
+    names = [n for n in user_voices(split, speakers) if n not in exclude]
     return Voice(
         name=names[int(rng.integers(len(names)))],
         rate=int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1)),
@@ -111,9 +135,10 @@ def sample_user_voice(rng: np.random.Generator, split: str, exclude: tuple[str, 
     )
 
 
-def sample_other_voice(rng: np.random.Generator, split: str, user: Voice, *others: Voice) -> Voice:
+def sample_other_voice(rng: np.random.Generator, split: str, user: Voice, *others: Voice,
+                       speakers: str = "few") -> Voice:
     """A bystander: a voice of the same split unlike the user's and `others`, OTHER_VOLUME_RATIO as loud."""
-    v = sample_user_voice(rng, split, exclude=tuple(o.name for o in (user, *others)))
+    v = sample_user_voice(rng, split, exclude=tuple(o.name for o in (user, *others)), speakers=speakers)
     return replace(v, volume=round(user.volume * float(rng.uniform(*OTHER_VOLUME_RATIO)), 3))
 
 

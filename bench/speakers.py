@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBES = ("probe_heard", "probe_known", "probe_value", "probe_reply")
 
 
-def run(speakers: str, steps: int, out: Path, threads: int) -> list[dict]:
+def run(speakers: str, steps: int, out: Path, threads: int, seed: int = 0) -> list[dict]:
     """The history of the run with `speakers` (trained or resumed here when it is not finished)."""
     folder = out / speakers
     history = folder / "history.json"
     if not (history.exists() and json.loads(history.read_text())[-1]["step"] >= steps):
         cmd = [sys.executable, "-m", "minitml", "train", "--threads", str(threads), "--steps", str(steps),
-               "--speakers", speakers, "--out", str(folder)]
+               "--speakers", speakers, "--seed", str(seed), "--out", str(folder)]
         if (folder / "last.pt").exists():
             cmd += ["--resume", str(folder / "last.pt")]
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -61,13 +61,15 @@ def main():
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--out", default="out/speakers")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0,
+                   help="TrainConfig.seed: initial weights and batch order of both runs (use another --out)")
     p.add_argument("--only", choices=["few", "many"], default=None, help="train (or read) one run only")
     p.add_argument("--record", default=None, help="write both runs' validation rows here as JSON")
     args = p.parse_args()
     names = [args.only] if args.only else ["few", "many"]
-    rows = {s: validation_rows(run(s, args.steps, ROOT / args.out, args.threads)) for s in names}
+    rows = {s: validation_rows(run(s, args.steps, ROOT / args.out, args.threads, args.seed)) for s in names}
     print(f"held-out probes, teacher-forced, every {rows[names[0]][1]['step'] - rows[names[0]][0]['step']} "
-          f"steps ({args.steps} steps, make train's recipe)")
+          f"steps ({args.steps} steps, make train's recipe, seed {args.seed})")
     for s in names:
         print(f"speakers={s}")
         for r in rows[s]:
@@ -79,7 +81,8 @@ def main():
     if args.record:
         if set(names) != {"few", "many"}:
             raise SystemExit("--record needs both runs: run once without --only")
-        Path(args.record).write_text(json.dumps({"steps": args.steps, "runs": rows}) + "\n")
+        record = {"steps": args.steps, "seed": args.seed, "runs": rows}
+        Path(args.record).write_text(json.dumps(record) + "\n")
     print(json.dumps({s: {k: rows[s][-1].get(k) for k in PROBES} for s in names}))
 
 

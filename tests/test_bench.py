@@ -99,3 +99,27 @@ def test_ablation_record_keeps_the_arms_run_before(tmp_path):
     assert rows == [("old", 1), ("all", 4), ("own", 3), ("all, again", 5)]
     with pytest.raises(ValueError, match="300 steps and n=30"):
         write_record(path, 100, 30, [{"arm": "own", "row": "own", "x": 6}])
+
+
+def test_speakers_record_keeps_the_tokens_between_validations():
+    """bench/speakers.py keeps the validation rows; their tokens add up to the run's."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speakers import validation_rows
+
+    from minitml.train import plot_probes
+
+    history = [{"step": s, "tokens": 100, "loss": 1.0, "elapsed_s": s} for s in range(1, 7)]
+    for h in history[1::2]:
+        h.update(val_loss=0.5, probe_heard=h["step"] / 10, probe_heard_n=9, probe_heard_chance=0.1)
+    rows = validation_rows(history)
+    assert [r["step"] for r in rows] == [2, 4, 6] and [r["tokens"] for r in rows] == [200, 200, 200]
+    assert "loss" not in rows[0] and rows[-1]["probe_heard"] == 0.6
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    plot_probes(ax, rows, x="tokens")
+    assert list(ax.lines[0].get_xdata()) == [0.0002, 0.0004, 0.0006]
+    plt.close(fig)

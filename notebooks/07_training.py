@@ -397,8 +397,9 @@ for name in ("few", "many"):
 
 # %% [markdown]
 # With 66 voices the heard head stops gaining after about 6 million tokens; with 348 it starts
-# slower and keeps gaining, and ends a few points higher (README, "More speakers", has the
-# figures and the closed-loop scores). A few points, not the gap: on fresh dialogues of the
+# slower and keeps gaining, and ends a few points higher; a replicate with another seed, 700
+# steps, ends the same way round (README, "More speakers", has the figures and the
+# closed-loop scores). A few points, not the gap: on fresh dialogues of the
 # training voices the same heard head names nearly every word. Part of what is left is that
 # the known words still come in the held-out phrasings' new contexts, which `known` does not
 # take away.

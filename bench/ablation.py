@@ -134,7 +134,7 @@ def main():
     train = {}  # speakers -> the training dialogues (the same dialogues, other voices)
     records = []
     for a in arms:
-        speakers = ARMS[a].get("speakers", "few")
+        speakers = ARMS[a].get("speakers", TrainConfig.speakers)
         if speakers not in train:
             train[speakers] = load_dataset(make_dataset("train", tc.train_dialogues, tc.data_seed,
                                                         speakers=speakers))

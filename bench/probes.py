@@ -10,8 +10,8 @@ beside its control, always the commonest target), on
   with another seed, so none of them was trained on.
 The gap between the two rows is what the model learned about its training voices
 and phrasings rather than about speech; `known` (the heard head on the words that
-training users say too) leaves out the held-out phrasings' own words, so its gap is
-the voices'. A third row feeds the held-out set the model's own dMel
+training users say too) leaves out the held-out phrasings' own words, though not the
+new sentences the other words come in. A third row feeds the held-out set the model's own dMel
 frames in place of the recorded assistant audio (`train.own_speech`), as a
 conversation does: the gap to the first row is exposure bias. The last line is JSON.
 """
@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from minitml import checkpoint  # noqa: E402
-from minitml.train import TrainConfig, Trainer  # noqa: E402
+from minitml.train import PROBES, TrainConfig, Trainer  # noqa: E402
 from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
-
-PROBES = ("probe_value", "probe_reply", "probe_words", "probe_heard", "probe_known")
+from minitml.world.voices import SPEAKERS  # noqa: E402
 
 
 def main():
@@ -38,7 +37,7 @@ def main():
     p.add_argument("--n", type=int, default=TrainConfig.val_dialogues, help="dialogues per set")
     p.add_argument("--seed", type=int, default=1, help="seed of the fresh training-split dialogues "
                    "(training used seed 0)")
-    p.add_argument("--speakers", default="few", choices=["few", "many"],
+    p.add_argument("--speakers", default=TrainConfig.speakers, choices=SPEAKERS,
                    help="the training voices the checkpoint was trained on (TrainConfig.speakers)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()

@@ -10,7 +10,7 @@ world/voices.py). The held-out validation set is the same for both, so their pro
 
     heard    the heard head naming every held-out user word where it ends
     known    the same, on the words that training users say too (the held-out phrasings'
-             own words, "which", "much", were never a target), so what is left is the voice
+             own words, "which", "much", were never a target; the new sentences stay)
     value    the asked-for value words of a reply;  reply: a reply's first word
 
 Each run goes to <out>/<speakers> (`python -m minitml train ... --out` there); a run that
@@ -27,7 +27,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = ("probe_heard", "probe_known", "probe_value", "probe_reply")
+sys.path.insert(0, str(ROOT))
+
+from minitml.train import PROBES  # noqa: E402
+from minitml.world.voices import SPEAKERS  # noqa: E402
 
 
 def run(speakers: str, steps: int, out: Path, threads: int, seed: int = 0) -> list[dict]:
@@ -63,10 +66,10 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0,
                    help="TrainConfig.seed: initial weights and batch order of both runs (use another --out)")
-    p.add_argument("--only", choices=["few", "many"], default=None, help="train (or read) one run only")
+    p.add_argument("--only", choices=SPEAKERS, default=None, help="train (or read) one run only")
     p.add_argument("--record", default=None, help="write both runs' validation rows here as JSON")
     args = p.parse_args()
-    names = [args.only] if args.only else ["few", "many"]
+    names = [args.only] if args.only else list(SPEAKERS)
     rows = {s: validation_rows(run(s, args.steps, ROOT / args.out, args.threads, args.seed)) for s in names}
     print(f"held-out probes, teacher-forced, every {rows[names[0]][1]['step'] - rows[names[0]][0]['step']} "
           f"steps ({args.steps} steps, make train's recipe, seed {args.seed})")
@@ -79,7 +82,7 @@ def main():
         print("  control (always the commonest): " + ", ".join(
             f"{k[6:]} {last[k + '_chance']:.2f} of {last[k + '_n']}" for k in PROBES if k in last))
     if args.record:
-        if set(names) != {"few", "many"}:
+        if names != list(SPEAKERS):
             raise SystemExit("--record needs both runs: run once without --only")
         record = {"steps": args.steps, "seed": args.seed, "runs": rows}
         Path(args.record).write_text(json.dumps(record) + "\n")

@@ -258,7 +258,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder (default: the cache, $MINITML_CACHE)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--speakers", default="few", choices=["few", "many"],
+    from minitml.world.voices import SPEAKERS
+
+    p.add_argument("--speakers", default=SPEAKERS[0], choices=SPEAKERS,
                    help="training users from 66 voices (few) or 348 (many); held-out is the same")
     p.set_defaults(func=data)
     p = sub.add_parser("train", help="train a model on the toy world")

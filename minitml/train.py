@@ -255,7 +255,9 @@ def probe_counts(out, blocks: Blocks, values: torch.Tensor,
 def said_by_users(examples: list, vocab_size: int) -> torch.Tensor | None:
     """(V,) bool: the words the users of `examples` say (None without examples). On held-out
     dialogues the heard head is asked for words no training user says ("which", "much": the
-    held-out phrasings); probe_known leaves those out, so what remains is the voice."""
+    held-out phrasings' own words); probe_known leaves those out. What it leaves in is still
+    heard in new voices *and* in new sentences: it takes the new words away, not the new
+    contexts."""
     if not examples:
         return None
     known = torch.zeros(vocab_size, dtype=torch.bool)
@@ -545,7 +547,7 @@ def legs_s(history: list[dict]) -> list[float]:
             if i + 1 == len(history) or history[i + 1]["elapsed_s"] < h["elapsed_s"]]
 
 
-PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard")
+PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard", "probe_known")
 
 
 def plot_probes(ax, history: list[dict], x: str = "step") -> None:
@@ -556,7 +558,7 @@ def plot_probes(ax, history: list[dict], x: str = "step") -> None:
         seen += h.get("tokens", 0)
         if "val_loss" in h:
             rows.append({**h, "tokens": seen / 1e6})
-    drawn = [(k, c) for k, c in zip(PROBES, ("tab:orange", "tab:red", "tab:blue", "tab:green"))
+    drawn = [(k, c) for k, c in zip(PROBES, ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:olive"))
              if rows and k in rows[-1]]
     for key, colour in drawn:
         points = [r for r in rows if key in r]

@@ -374,26 +374,17 @@ for arm in ablation["arms"]:
 
 # %%
 speakers = json.loads((Path("..") / "data" / "speakers_history.json").read_text())
-fig, ax = plt.subplots(figsize=(8, 3.6))
-for name, style in (("few", "--"), ("many", "-")):
-    rows, seen = speakers["runs"][name], 0
-    tokens = [(seen := seen + r["tokens"]) / 1e6 for r in rows]
-    for probe, colour in (("probe_heard", "tab:green"), ("probe_known", "tab:olive")):
-        ax.plot(tokens, [r[probe] for r in rows], style, marker="o", ms=3, color=colour,
-                label=f"{probe[6:]}, speakers={name}")
-last = speakers["runs"]["many"][-1]
-ax.axhline(last["probe_known_chance"], color="0.5", ls=":", lw=0.8)
-ax.set_xlabel("training tokens (millions)")
-ax.set_ylabel("held-out voices, teacher-forced")
-ax.set_ylim(0, 0.7)
-ax.legend(fontsize=8)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+for ax, name in zip(axes, ("few", "many")):
+    plot_probes(ax, speakers["runs"][name], x="tokens")  # each row's tokens: trained since the row before
+    ax.set_title(f"speakers={name}", fontsize=9)
 fig.tight_layout()
 plt.show()
 for name in ("few", "many"):
     r = speakers["runs"][name][-1]
     print(f"speakers={name:4s} step {r['step']}: heard {r['probe_heard']:.2f} of {r['probe_heard_n']}, "
           f"known {r['probe_known']:.2f} of {r['probe_known_n']} (control {r['probe_known_chance']:.2f}), "
-          f"value {r['probe_value']:.2f} of {r['probe_value_n']}")
+          f"value {r['probe_value']:.2f} of {r['probe_value_n']} (control {r['probe_value_chance']:.2f})")
 
 # %% [markdown]
 # With 66 voices the heard head stops gaining after about 6 million tokens; with 348 it starts

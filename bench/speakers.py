@@ -1,6 +1,7 @@
 """Does listening carry over to new voices better when training has more speakers?
 
     .venv/bin/python bench/speakers.py [--steps 1000] [--record data/speakers_history.json]
+    .venv/bin/python bench/speakers.py --heard-feedback --out out/feedback --record data/feedback_history.json
 
 Two runs of `make train`'s recipe (TrainConfig's defaults, one thread each), the same
 in everything but the voices of the training users: `speakers="few"` (66 voices) and
@@ -16,6 +17,9 @@ world/voices.py). The held-out validation set is the same for both, so their pro
 Each run goes to <out>/<speakers> (`python -m minitml train ... --out` there); a run that
 has finished is read, not trained again, and one with a last.pt resumes from it. Run the
 two at once, one per core: `--only few` in one shell, `--only many` in the other.
+`--heard-feedback` trains both with the model reading back its own transcript
+(`--heard-feedback 1`: ModelConfig.heard_feedback, train.mishear); their probes then
+read back what the heard head named, as a conversation does, not the true words.
 `--record` writes each run's validation rows (probes, losses, the tokens trained on since
 the row before) to a small JSON file that notebook 07 plots. The last line is JSON.
 """
@@ -33,13 +37,16 @@ from minitml.train import PROBES  # noqa: E402
 from minitml.world.voices import SPEAKERS  # noqa: E402
 
 
-def run(speakers: str, steps: int, out: Path, threads: int, seed: int = 0) -> list[dict]:
+def run(speakers: str, steps: int, out: Path, threads: int, seed: int = 0,
+        heard_feedback: bool = False) -> list[dict]:
     """The history of the run with `speakers` (trained or resumed here when it is not finished)."""
     folder = out / speakers
     history = folder / "history.json"
     if not (history.exists() and json.loads(history.read_text())[-1]["step"] >= steps):
         cmd = [sys.executable, "-m", "minitml", "train", "--threads", str(threads), "--steps", str(steps),
                "--speakers", speakers, "--seed", str(seed), "--out", str(folder)]
+        if heard_feedback:
+            cmd += ["--heard-feedback", "1"]
         if (folder / "last.pt").exists():
             cmd += ["--resume", str(folder / "last.pt")]
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -66,13 +73,17 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0,
                    help="TrainConfig.seed: initial weights and batch order of both runs (use another --out)")
+    p.add_argument("--heard-feedback", action="store_true",
+                   help="both runs read back their own transcript (use another --out)")
     p.add_argument("--only", choices=SPEAKERS, default=None, help="train (or read) one run only")
     p.add_argument("--record", default=None, help="write both runs' validation rows here as JSON")
     args = p.parse_args()
     names = [args.only] if args.only else list(SPEAKERS)
-    rows = {s: validation_rows(run(s, args.steps, ROOT / args.out, args.threads, args.seed)) for s in names}
+    rows = {s: validation_rows(run(s, args.steps, ROOT / args.out, args.threads, args.seed,
+                                   args.heard_feedback)) for s in names}
+    recipe = "make train's recipe" + (" reading back what it heard" if args.heard_feedback else "")
     print(f"held-out probes, teacher-forced, every {rows[names[0]][1]['step'] - rows[names[0]][0]['step']} "
-          f"steps ({args.steps} steps, make train's recipe, seed {args.seed})")
+          f"steps ({args.steps} steps, {recipe}, seed {args.seed})")
     for s in names:
         print(f"speakers={s}")
         for r in rows[s]:
@@ -84,7 +95,7 @@ def main():
     if args.record:
         if names != list(SPEAKERS):
             raise SystemExit("--record needs both runs: run once without --only")
-        record = {"steps": args.steps, "seed": args.seed, "runs": rows}
+        record = {"steps": args.steps, "seed": args.seed, "heard_feedback": args.heard_feedback, "runs": rows}
         Path(args.record).write_text(json.dumps(record) + "\n")
     print(json.dumps({s: {k: rows[s][-1].get(k) for k in PROBES} for s in names}))
 

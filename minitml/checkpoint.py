@@ -78,6 +78,7 @@ def load(path: str | Path, expect: Config | None = None, vocab: list[str] | None
     model.vocab = saved.get("vocab")
     trained = saved.get("train_config") or saved.get("extra", {}).get("train_config") or {}
     model.word_weight = trained.get("word_weight", 1.0)  # older files: every target weighed 1
+    model.heard_pad_weight = trained.get("heard_pad_weight", 0.1)
     return model
 
 

@@ -187,6 +187,8 @@ class ModelConfig:
     flow_steps: int = 4  # Euler steps the flow head takes from noise to mel
     heard_head: bool = False  # a second word head on the user-audio positions, trained to name
     #                           each user word where it ends (dense listening signal; minitml/train.py)
+    heard_feedback: bool = False  # the model reads back its own transcript: output slot j also
+    #                               embeds the word the heard head named at user-audio token j
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -205,6 +207,8 @@ class ModelConfig:
         _require(self.mel_head in ("discrete", "flow"),
                  f"mel_head must be 'discrete' or 'flow', got {self.mel_head!r}")
         _require(self.flow_hidden >= 1 and self.flow_steps >= 1, "flow_hidden, flow_steps >= 1")
+        _require(self.heard_head or not self.heard_feedback,
+                 "heard_feedback reads back what the heard head names: it needs heard_head=True")
 
     @property
     def head_dim(self) -> int:
@@ -302,6 +306,8 @@ class Config:
         add("text_head", d * m.text_vocab_size)
         if m.heard_head:  # the word each user-audio token finishes hearing (a training signal)
             add("heard_head", d * m.text_vocab_size)
+        if m.heard_feedback:  # the heard word read back into each output slot
+            add("heard_embedding", m.text_vocab_size * d)
         if m.mel_head == "discrete":
             add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
         else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases

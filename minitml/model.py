@@ -10,7 +10,10 @@ Everything enters the same sequence (early fusion, no encoders):
 and two heads read the hidden state at each *predictor* position (stream.py):
 a text unembedding (the monologue word) and a mel head (the k dMel frames of
 the next output token): per-channel 16-way logits, or a small flow-matching
-network that turns noise into the k mel frames in a few steps.
+network that turns noise into the k mel frames in a few steps. A third, the
+heard head, names at each user-audio position the user word that ends there;
+with `heard_feedback` the model reads that word back in the output slot of the
+same index (its own transcript, one more embedding added to the slot).
 
 Attention is causal with a sliding window of W positions: position i sees
 positions (i - W, i]. Training uses that mask on the whole sequence; a live
@@ -199,6 +202,18 @@ def heard_weights(heard_text: torch.Tensor, pad_weight: float = 0.1) -> torch.Te
     return torch.where(heard_text == PAD, pad_weight, 1.0)
 
 
+def heard_words(heard_logits: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
+    """(..., V) heard-head logits -> (...) word ids: what the model says it heard.
+
+    Trained with PAD targets weighing pad_weight against words, the head's odds of a
+    word come out 1 / pad_weight times the data's (the argument of
+    `generator.calibrated_threshold`); adding log(1 / pad_weight) to PAD's logit undoes
+    that, so a word is named only where the data would name one."""
+    logits = heard_logits.float().clone()
+    logits[..., PAD] += math.log(1.0 / pad_weight)
+    return logits.argmax(-1)
+
+
 # ----------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------
@@ -227,6 +242,9 @@ class InteractionModel(nn.Module):
         self.text_head = nn.Linear(d, m.text_vocab_size, bias=False)
         # Listening, supervised densely: at every user-audio position, which word just ended.
         self.heard_head = nn.Linear(d, m.text_vocab_size, bias=False) if m.heard_head else None
+        # Reading back what was heard (heard_feedback): a word table of its own, added to
+        # output slot j with the word the heard head named at user-audio token j.
+        self.heard_embedding = nn.Embedding(m.text_vocab_size, d) if m.heard_feedback else None
         self.mel_head: MelHead = (DMelHead(cfg.audio, d) if m.mel_head == "discrete"
                                   else FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps))
         self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
@@ -235,6 +253,8 @@ class InteractionModel(nn.Module):
         # The weight its word targets had in training (TrainConfig.word_weight), set by the
         # trainer and by checkpoint.load; greedy decoding undoes it (calibrated_threshold).
         self.word_weight = 1.0
+        # And the weight of a PAD target in the heard loss (heard_words undoes it).
+        self.heard_pad_weight = 0.1
         # Training option: keep only each block's input for backward and recompute the rest.
         self.activation_checkpointing = False
         self._init_weights()
@@ -281,16 +301,26 @@ class InteractionModel(nn.Module):
         ], dim=2)
         return x + self.stream_type(self.types[: self.layout.n_inputs])
 
-    def embed_outputs(self, out_text, out_audio) -> torch.Tensor:
-        """(B, T, A), (B, T, A, k, 80) -> (B, T, A, d): a word and k frames per slot."""
+    def embed_outputs(self, out_text, out_audio, heard=None) -> torch.Tensor:
+        """(B, T, A), (B, T, A, k, 80) -> (B, T, A, d): a word and k frames per slot.
+
+        With heard_feedback, heard (B, T, A) adds the word heard at each slot's user-audio
+        token (PAD where none ended): the model's transcript, read back in the same
+        micro-turn, so that later positions find what was said as a word at the bottom of
+        the stack instead of as a deep feature of the audio."""
         x = self.text_embedding(out_text) + self.dmel_embedding(out_audio)
+        if self.heard_embedding is not None:
+            x = x + self.heard_embedding(heard if heard is not None else torch.full_like(out_text, PAD))
         return x + self.stream_type.weight[MODEL_OUT]
 
-    def embed(self, blocks: Blocks, said: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, blocks: Blocks, said: torch.Tensor | None = None,
+              heard: torch.Tensor | None = None) -> torch.Tensor:
         """Blocks -> (B, T * L, d), micro-turn after micro-turn. said: (B, T, A, k, 80) the
-        dMel frames fed back as the model's own speech, if not blocks.out_audio."""
+        dMel frames fed back as the model's own speech, if not blocks.out_audio; heard:
+        (B, T, A) the words read back (heard_feedback), if not blocks.heard_text."""
         inputs = self.embed_inputs(blocks.patches, blocks.user_audio, blocks.text_in)
-        outputs = self.embed_outputs(blocks.out_text, blocks.out_audio if said is None else said)
+        outputs = self.embed_outputs(blocks.out_text, blocks.out_audio if said is None else said,
+                                     blocks.heard_text if heard is None else heard)
         x = torch.cat([inputs, outputs], dim=2)  # (B, T, L, d)
         return x.flatten(1, 2)  # (B, T * L, d)
 
@@ -328,13 +358,16 @@ class InteractionModel(nn.Module):
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.text_head(hidden)  # (..., V)
 
-    def forward(self, blocks: Blocks, said: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, blocks: Blocks, said: torch.Tensor | None = None,
+                heard: torch.Tensor | None = None) -> ModelOutput:
         """The full forward pass over whole conversations (training, evaluation).
 
         said: (B, T, A, k, 80) what the model hears itself say, in place of the recorded
-        blocks.out_audio (which stays the target): `own_speech` gives the model's own."""
+        blocks.out_audio (which stays the target): `own_speech` gives the model's own.
+        heard: (B, T, A) the words read back with heard_feedback, in place of the true
+        blocks.heard_text (which stays the heard head's target)."""
         B, T, L = blocks.batch_size, blocks.n_turns, self.layout.length
-        x = self.embed(blocks, said)  # (B, T*L, d)
+        x = self.embed(blocks, said, heard)  # (B, T*L, d)
         positions = torch.arange(T * L, device=x.device)
         h, aux = self.run(x, positions)
         h = h.view(B, T, L, -1)

@@ -265,7 +265,18 @@ class Session:
         return MicroTurnOutput(
             turn=t, audio=out_audio, tokens=Generator.frames_said(blk),
             text_ids=blk.out_text[0, 0].cpu(), words=words, events=events,
-            compute_ms=compute_ms, late_ms=self.late_ms, catch_up=catch_up)
+            compute_ms=compute_ms, late_ms=self.late_ms, catch_up=catch_up,
+            heard=self._heard(blk, t))
+
+    def _heard(self, blk, t: int) -> list[tuple[str, float]]:
+        """(word, time it ended) for each word the heard head named and the model read back:
+        user-audio token j of micro-turn t ends at 200 t + 50 (j + 1) ms."""
+        if self.generator.model.heard_embedding is None:
+            return []
+        token_s = self.cfg.audio.micro_turn_ms / 1000 / self.layout.n_audio
+        return [(self.vocab[w] if self.vocab and w < len(self.vocab) else unnamed(w),
+                 (t * self.layout.n_audio + j + 1) * token_s)
+                for j, w in enumerate(blk.heard_text[0, 0].tolist()) if w != PAD]
 
     def step_or_silence(self, audio, frame=None, text_in=None,
                         record: bool = False) -> tuple[MicroTurnOutput, Event | None]:

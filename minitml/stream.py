@@ -93,7 +93,9 @@ class Blocks:
     out_text: torch.Tensor  # (B, T, A) monologue word ids, PAD when silent
     out_audio: torch.Tensor  # (B, T, A, k, 80) dMel tokens the model says
     heard_text: torch.Tensor  # (B, T, A) the user word that ends in each heard token, else PAD:
-    #                           a training target only (the heard head's), never an input
+    #                           the heard head's target; with heard_feedback, also read back
+    #                           into output slot j (the truth in training, the head's own
+    #                           words in a session)
 
     @property
     def batch_size(self) -> int:

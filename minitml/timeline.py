@@ -27,6 +27,8 @@ class MicroTurnOutput:
     catch_up: bool = False  # a silent catch-up step after an overrun
     text_logits: torch.Tensor | None = None  # (A, V) when the session records logits
     mel_logits: torch.Tensor | None = None  # (A, k, 80, 16)
+    heard: list[tuple[str, float]] = field(default_factory=list)  # (word, time it ended in s): what
+    #                                 the model read back of the user (heard_feedback models only)
 
 
 @dataclass
@@ -46,6 +48,11 @@ class Timeline:
     @property
     def words(self) -> list[tuple[str, float]]:
         return [w for out in self.outputs for w in out.words]
+
+    @property
+    def heard(self) -> list[tuple[str, float]]:
+        """The user's words as the model heard them (its transcript; heard_feedback only)."""
+        return [w for out in self.outputs for w in out.heard]
 
     @property
     def compute_ms(self) -> list[float]:

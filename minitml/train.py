@@ -31,7 +31,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -52,7 +52,14 @@ from minitml.distributed import (
     sum_over_processes,
 )
 from minitml.expert_parallel import check_layout
-from minitml.model import REPLY_GAP_SLOTS, InteractionModel, heard_weights, reply_starts, word_weights
+from minitml.model import (
+    REPLY_GAP_SLOTS,
+    InteractionModel,
+    heard_weights,
+    heard_words,
+    reply_starts,
+    word_weights,
+)
 from minitml.moe import MoE
 from minitml.protocol import CALL, END_CALL, PAD
 from minitml.stream import Blocks, empty_blocks, output_slot
@@ -86,6 +93,8 @@ class TrainConfig:
     voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
     voice_level: int = 0  # and their levels by up to this many dMel bins
     own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
+    heard_feedback: int = 0  # 1: the model reads back what its heard head names (ModelConfig.heard_feedback)
+    heard_noise: float = 0.5  # with it: share of the true heard words read back missed or misheard
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
     seed: int = 0  # model init and batch order
@@ -184,6 +193,30 @@ def own_speech(model: InteractionModel, blocks: Blocks, rng: torch.Generator | N
     return frames.to(blocks.out_audio.dtype)
 
 
+def mishear(heard_text: torch.Tensor, seeds: list[int], noise: float) -> torch.Tensor:
+    """(B, T, A) true heard words -> the words read back in training (heard_feedback).
+
+    In a conversation the model reads back what its own heard head named, and on a new
+    voice that is often wrong; read back the truth only and it learns to trust its
+    transcript blindly. So each true word is, with probability `noise`, missed (PAD) or
+    misheard (another word of the same conversation), half and half. PAD stays PAD.
+    Dialogue b draws from seeds[b] (runs resume and shard exactly)."""
+    out = heard_text.clone()
+    for b, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        said = heard_text[b][heard_text[b] != PAD].cpu()  # (n,) this conversation's words
+        if said.numel() == 0:
+            continue
+        flat = out[b].view(-1)
+        where = (flat != PAD).nonzero().flatten().cpu()  # (n,) their places
+        hit = torch.rand(len(where), generator=g) < noise
+        missed = torch.rand(len(where), generator=g) < 0.5
+        other = said[torch.randint(0, len(said), (len(where),), generator=g)]
+        new = torch.where(missed, torch.full_like(other, PAD), other)
+        flat[where[hit]] = new[hit].to(flat.device)
+    return out
+
+
 def compile_blocks(model: InteractionModel) -> None:
     """torch.compile what has static shapes: each block's attention and dense FFN.
 
@@ -274,6 +307,8 @@ class Trainer:
 
         self.tc = tc
         self.cfg = cfg or get_config(tc.preset)
+        if tc.heard_feedback and not self.cfg.model.heard_feedback:
+            self.cfg = replace(self.cfg, model=replace(self.cfg.model, heard_feedback=True))
         if tc.heard_weight > 0 and not self.cfg.model.heard_head:
             raise ValueError(f"heard_weight={tc.heard_weight} trains the heard head, and this config has "
                              "none: use a preset with one (tiny, small), set model.heard_head=True, "
@@ -291,6 +326,7 @@ class Trainer:
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = InteractionModel(self.cfg).to(self.device)
         self.model.word_weight = tc.word_weight  # for decoding (generator.calibrated_threshold)
+        self.model.heard_pad_weight = tc.heard_pad_weight  # for reading back (model.heard_words)
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
             compile_blocks(self.model)
@@ -341,8 +377,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.tc)
         with self.autocast():
-            said = self.said(blocks)
-            losses = self.loss(blocks, None if said is None else self.model(blocks, said))
+            said, heard = self.said(blocks), self.read_back(blocks)
+            out = None if said is None and heard is None else self.model(blocks, said, heard)
+            losses = self.loss(blocks, out)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -382,6 +419,24 @@ class Trainer:
         mine = mine.to(self.device)
         frames = own_speech(self.model, blocks, torch.Generator().manual_seed(self.step))
         return torch.where(mine.view(-1, 1, 1, 1, 1), frames, blocks.out_audio)
+
+    def read_back(self, blocks: Blocks) -> torch.Tensor | None:
+        """The words this step's conversations read back (heard_feedback): the true ones,
+        `mishear`d at tc.heard_noise. None: the true ones (or no read-back at all)."""
+        if not self.cfg.model.heard_feedback or not self.tc.heard_noise:
+            return None
+        step_seed, first = self.draw_place(blocks)
+        seeds = [(step_seed * 4096 + first + b) * 2 + 1 for b in range(blocks.batch_size)]
+        return mishear(blocks.heard_text, seeds, self.tc.heard_noise)
+
+    def own_heard(self, blocks: Blocks, said: torch.Tensor | None = None) -> torch.Tensor | None:
+        """With heard_feedback: the words the model's own heard head names (`heard_words`,
+        from a first pass that reads back the true ones), so the probes measure a
+        reply that reads back its own transcript, as in a conversation. Else None."""
+        if not self.cfg.model.heard_feedback:
+            return None
+        first = self.model(blocks, said)
+        return heard_words(first.heard_logits, self.tc.heard_pad_weight)
 
     def loss(self, blocks: Blocks, out=None) -> dict:
         tc = self.tc
@@ -433,7 +488,7 @@ class Trainer:
             blocks = self.batch(self.val_examples, indices)
             with self.autocast():
                 said = own_speech(self.model, blocks) if own else None
-                out = self.model(blocks, said)
+                out = self.model(blocks, said, self.own_heard(blocks, said))
                 losses = self.loss(blocks, out)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size

@@ -123,3 +123,32 @@ def test_speakers_record_keeps_the_tokens_between_validations():
     plot_probes(ax, rows, x="tokens")
     assert list(ax.lines[0].get_xdata()) == [0.0002, 0.0004, 0.0006]
     plt.close(fig)
+
+
+def test_transcript_bench_scores_what_a_reading_model_heard(tmp_path):
+    """bench/transcript.py: an untrained model that reads back a word at every user-audio
+    token writes a long wrong transcript (wer far above the empty one's 1.00); a model that
+    does not read back is refused, saying why."""
+    from dataclasses import replace
+
+    import torch
+
+    from minitml import checkpoint
+    from minitml.model import InteractionModel
+    from minitml.world.vocab import VOCAB
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from transcript import transcript_scores
+
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True))).eval()
+    model.vocab, model.heard_pad_weight = list(VOCAB), 1e6  # a word at every token
+    scores = transcript_scores(model, ["pause"], 1, show=1)
+    assert scores["all"]["words"] == scores["pause"]["words"] > 0
+    assert scores["pause"]["wer"] > 2 and 0 <= scores["pause"]["found"] <= 1
+    assert scores["pause"]["examples"][0]["said"].split()[0] != ""
+    path = checkpoint.save(InteractionModel(cfg), tmp_path / "plain.pt", vocab=list(VOCAB))
+    result = subprocess.run([sys.executable, "bench/transcript.py", "--checkpoint", str(path), "--n", "1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "does not read back" in result.stderr

@@ -42,6 +42,7 @@ def build_modules(cfg: Config) -> nn.ModuleDict:
         "dmel_head": DMelHead(cfg.audio, m.d_model),
         **({"heard_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False)}
            if m.heard_head else {}),
+        **({"heard_embedding": nn.Embedding(m.text_vocab_size, m.d_model)} if m.heard_feedback else {}),
     })
 
 
@@ -94,6 +95,12 @@ def test_heard_head_counts():
     assert without.param_counts() == count_built(without)
     assert sum(p.numel() for p in InteractionModel(without).parameters()) == without.param_counts()["total"]
     assert cfg.param_counts()["total"] - without.param_counts()["total"] == 128 * 256
+    reads = cfg.replace(model=replace(cfg.model, heard_feedback=True))  # + the read-back table
+    assert reads.param_counts() == count_built(reads)
+    assert sum(p.numel() for p in InteractionModel(reads).parameters()) == reads.param_counts()["total"]
+    assert reads.param_counts()["total"] - cfg.param_counts()["total"] == 256 * 128
+    with pytest.raises(ValueError, match="heard_feedback"):
+        replace(without.model, heard_feedback=True)
 
 
 def test_hmlp_stem_counts_too():

@@ -153,3 +153,42 @@ def test_a_session_decodes_at_its_models_calibrated_threshold_when_asked(model):
         model.word_weight = 1.0
     with pytest.raises(ValueError, match="speak_threshold"):
         Session(model, warmup=False, speak_threshold="high")
+
+
+def test_reading_back_what_was_heard_streams_as_the_full_forward_does():
+    """heard_feedback: the generator names the heard words of each input block and its output
+    slots read them back; the full forward pass given those words says the same logits."""
+    from minitml.model import heard_words
+    from minitml.stream import Blocks
+
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True))).eval()
+    model.heard_pad_weight = 1e6  # PAD never wins: every slot reads back a word (untrained logits)
+    generator = Generator(model)
+    blocks, logits = [], []
+    for wave, patches, slots in inputs(4, seed=2):
+        blk, _ = generator.hear(wave, patches, slots)
+        text_logits, _ = generator.speak(blk, generator.prefill(blk))
+        blocks.append(blk)
+        logits.append(text_logits)
+    whole = Blocks.cat(blocks, dim=1)
+    assert (whole.heard_text != PAD).all()
+    with torch.no_grad():
+        full = model(whole)  # reads back whole.heard_text: what the generator named
+        assert torch.allclose(full.text_logits[0], torch.stack(logits), atol=1e-4)
+        assert torch.equal(heard_words(full.heard_logits, 1e6), whole.heard_text)
+        other = model(whole, heard=torch.full_like(whole.heard_text, PAD))
+    assert not torch.allclose(other.text_logits[0], torch.stack(logits), atol=1e-4)  # it is read
+
+
+def test_a_session_reports_the_words_its_model_read_back():
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True))).eval()
+    model.heard_pad_weight = 1e6  # every user-audio token names a word
+    session = Session(model, overrun="ignore")
+    outs = [session.step(wave, text_in=slots) for wave, _, slots in inputs(2)]
+    assert [when for _, when in outs[1].heard] == pytest.approx([0.25, 0.3, 0.35, 0.4])
+    assert len(session.run(torch.zeros(3 * 3200)).heard) == 12
+    assert Session(InteractionModel(cfg).eval()).step(torch.zeros(3200)).heard == []  # no read-back

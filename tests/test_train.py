@@ -57,16 +57,19 @@ def test_a_stable_checkpoint_resumes_into_a_shorter_run_exactly(data, tmp_path):
 
 
 def test_loss_falls_and_checkpoints_resume_exactly(data, tmp_path):
-    """Also with the training voices perturbed and the model's own speech fed back: each
-    step's draws are its own."""
+    """Also with the training voices perturbed, the model's own speech fed back and its
+    transcript read back misheard: each step's draws are its own."""
     train, val = data
-    voices = dict(voice_shift=2, voice_level=1, own_speech=0.5)
+    voices = dict(voice_shift=2, voice_level=1, own_speech=0.5, heard_feedback=1, heard_noise=0.5)
     straight = Trainer(config(tmp_path / "a", **voices), train, val, vocab=list(VOCAB))
     history = straight.fit(progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
     assert "val_loss" in history[1] and (tmp_path / "a" / "last.pt").exists()
     from minitml import checkpoint  # the file remembers the word weight, for decoding
-    assert checkpoint.load(tmp_path / "a" / "last.pt").word_weight == straight.tc.word_weight == 5.0
+    loaded = checkpoint.load(tmp_path / "a" / "last.pt")
+    assert loaded.word_weight == straight.tc.word_weight == 5.0
+    assert loaded.cfg.model.heard_feedback and loaded.heard_pad_weight == straight.tc.heard_pad_weight
+    assert "probe_reply" in history[1]  # the probes read back the model's own transcript
 
     half = Trainer(config(tmp_path / "b", steps=2, **voices), train, val, vocab=list(VOCAB))
     half.fit(progress=False)
@@ -214,6 +217,23 @@ def test_perturbed_voices_move_channels_and_levels_and_keep_silence():
     assert seen == {(s, o) for s in (-2, -1, 0, 1, 2) for o in (-1, 0, 1)}
     top = torch.full((1, 1, 1, 1, 80), 15)
     assert int(perturb_voices(top, [0], 2, 1, 16).max()) <= 15  # levels stay in the bins
+
+
+def test_misheard_words_are_missed_or_swapped_for_words_of_the_same_conversation():
+    from minitml.protocol import PAD
+    from minitml.train import mishear
+
+    heard = torch.full((2, 50, 4), PAD, dtype=torch.long)  # (B, T, A)
+    heard[0, ::2, 1] = torch.arange(10, 35)  # 25 words in conversation 0, none in 1
+    assert torch.equal(mishear(heard, [1, 2], 0.0), heard)
+    out = mishear(heard, [1, 2], 0.5)
+    assert torch.equal(out, mishear(heard, [1, 2], 0.5))  # a seed is one draw
+    assert torch.equal(out[1], heard[1]) and torch.equal(out[0, 1::2], heard[0, 1::2])  # PAD stays
+    words = heard[0] != PAD
+    changed = (out[0] != heard[0]) & words
+    assert 5 <= int(changed.sum()) <= 20  # about half of the 25 (some swaps draw the same word)
+    assert (out[0][changed] == PAD).any() and (out[0][changed] != PAD).any()  # missed and misheard
+    assert set(out[0][words & (out[0] != PAD)].tolist()) <= set(range(10, 35))
 
 
 def test_legs_add_up_a_resumed_runs_wall_time():

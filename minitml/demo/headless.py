@@ -9,8 +9,9 @@ per chunk. It writes
 
     conversation.wav   stereo: the user (microphone) left, the model right
     timeline.png       one row per kind: both channels, the model's words, the cues
-    report.md          per kind: the script, what the model said, its events, the metrics of
-                       each benchmark sample, and each reply marked right or wrong
+    report.md          per kind: the script, what the model said (and, if it reads back what
+                       it hears, what it heard), its events, the metrics of each benchmark
+                       sample, and each reply marked right or wrong
     report.json        the same, for programs
 
 Decoding is greedy and a late step is only recorded (overrun="ignore"), as in the
@@ -89,6 +90,7 @@ def run_headless(out="out/demo", kinds=KINDS, seed: int = 0, model=None, checkpo
                      "duration_s": round(scenario.duration, 2),
                      "script": scenario.transcript().splitlines(),
                      "model_words": [(w, round(t, 2)) for w, t in words],
+                     "model_heard": [(w, round(t, 2)) for w, t in timeline.heard],
                      "events": events, "samples": samples})
         plot_run(scenario, words, audio, ax=ax,
                  title=f"{kind}: {metrics}")
@@ -104,6 +106,8 @@ def run_headless(out="out/demo", kinds=KINDS, seed: int = 0, model=None, checkpo
             if "right" in row:
                 log(f"  {'':14s} {_answer(row)}")
         log(f"  {'':14s} said: {said[:100]}")
+        if timeline.heard:  # a model that reads back what it hears (heard_feedback)
+            log(f"  {'':14s} heard: {' '.join(w for w, _ in timeline.heard)[:100]}")
     engine.close()
 
     fig.tight_layout()
@@ -141,6 +145,8 @@ def _markdown(report: dict) -> str:
         lines += [f"## {r['kind']} (held-out seed {r['seed']}, {r['duration_s']} s)", "",
                   f"right behaviour: {r['wanted']}", "", "script:", "```", *r["script"], "```",
                   "model said: " + (" ".join(f"{w}@{t}" for w, t in r["model_words"]) or "(nothing)"), "",
+                  *(["model heard: " + " ".join(f"{w}@{t}" for w, t in r["model_heard"]), ""]
+                    if r["model_heard"] else []),
                   "events: " + (", ".join(f"{k} at {t} s" + (f" ({d})" if d else "")
                                           for k, t, d in r["events"]) or "(none)"), "",
                   *[f"sample {row['clip']}: {_metrics(row)}" for row in r["samples"]],

@@ -8,7 +8,9 @@ beside its control, always the commonest target), on
 - held-out dialogues: held-out voices and phrasings (the validation set of training);
 - fresh training-split dialogues: the training voices and phrasings, in dialogues drawn
   with another seed, so none of them was trained on.
-The gap between the two rows is what the model learned about its training voices
+The value words are also split by question: value_lookup (a fact known or seen: a
+colour, legs, the light, a shape, an object) and value_arithmetic (a sum, a difference,
+the next number). The gap between the two rows is what the model learned about its training voices
 and phrasings rather than about speech; `known` (the heard head on the words that
 training users say too) leaves out the held-out phrasings' own words, though not the
 new sentences the other words come in. A third row feeds the held-out set the model's own dMel
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from minitml import checkpoint  # noqa: E402
-from minitml.train import PROBES, TrainConfig, Trainer  # noqa: E402
+from minitml.train import PROBES, TOPICS, TrainConfig, Trainer  # noqa: E402
 from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 from minitml.world.voices import SPEAKERS  # noqa: E402
 
@@ -54,11 +56,12 @@ def main():
     print(f"{args.checkpoint}: teacher-forced probes (control: always the commonest target)")
     runs = [(name, examples, False) for name, examples in sets.items()]
     runs.append(("held-out, own voice", sets["held-out voices"], True))
+    shown = [*PROBES, *(f"probe_value_{topic}" for topic in TOPICS)]
     for name, examples, own in runs:
         trainer.val_examples = examples
         rows[name] = trainer.validate(own=own)
         cells = [f"{p.removeprefix('probe_')} {rows[name][p]:.2f} (control {rows[name][p + '_chance']:.2f}, "
-                 f"n={rows[name][p + '_n']})" for p in PROBES if p in rows[name]]
+                 f"n={rows[name][p + '_n']})" for p in shown if p in rows[name]]
         print(f"  {name:19s} " + "; ".join(cells))
     print(json.dumps(rows))
 

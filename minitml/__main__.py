@@ -75,6 +75,7 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "lr": "peak learning rate", "eval_every": "steps between validations, probes and checkpoints",
     "word_weight": "a word target's weight against a PAD target",
     "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
+    "value_weight": "extra weight of a reply's asked-for value words (the colour, the sum)",
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
     "speakers": "few (66) or many (348) voices of training users (the held-out 54 stay the same)",
     "voice_shift": "move each training user's mel channels by up to this many (0: off)",

@@ -181,12 +181,14 @@ def reply_starts(out_text: torch.Tensor, gap: int = REPLY_GAP_SLOTS) -> torch.Te
 
 
 def word_weights(out_text: torch.Tensor, word_weight: float = 1.0, reply_weight: float = 1.0,
-                 decision_ids: tuple[int, ...] = ()) -> torch.Tensor:
+                 decision_ids: tuple[int, ...] = (), values: torch.Tensor | None = None,
+                 value_weight: float = 1.0) -> torch.Tensor:
     """(B, T, A) word targets -> (B, T, A) their weights in the word loss:
 
         PAD                                                      1
         a word                                                   word_weight
         a reply's first word (reply_starts), or a decision_id    word_weight * reply_weight
+        an asked-for value word (values, (B, T, A) bool)         that times value_weight
     """
     weights = torch.where(out_text == PAD, 1.0, word_weight)
     if reply_weight != 1.0:
@@ -194,6 +196,8 @@ def word_weights(out_text: torch.Tensor, word_weight: float = 1.0, reply_weight:
         for i in decision_ids:
             decisive |= out_text == i
         weights = torch.where(decisive, weights * reply_weight, weights)
+    if values is not None and value_weight != 1.0:
+        weights = torch.where(values & (out_text != PAD), weights * value_weight, weights)
     return weights
 
 
@@ -383,14 +387,16 @@ class InteractionModel(nn.Module):
              out: ModelOutput | None = None, word_weight: float = 1.0,
              reply_weight: float = 1.0, decision_ids: tuple[int, ...] = (),
              heard_weight: float = 0.0, heard_pad_weight: float = 0.1,
-             denominators: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+             denominators: dict[str, float] | None = None, values: torch.Tensor | None = None,
+             value_weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Cross-entropy on the monologue words and the dMel bins (or the flow loss).
 
         The word loss is a weighted mean over the (B, T, A) word targets (`word_weights`):
         PAD targets weigh 1, words `word_weight`, and a reply's first word or one of
         `decision_ids` (<call>, </call>) `word_weight * reply_weight`. These few targets
         decide when the model speaks and what about; weighting them up makes them faster
-        to learn.
+        to learn. The words of an asked-for value (values: (B, T, A) bool, the colour, the
+        sum) weigh value_weight times more again: they are what the reply is for.
 
         heard_weight > 0 adds the heard head's loss (the model needs `cfg.model.heard_head`):
         at every user-audio token, the user word that ends there, PAD elsewhere (PAD
@@ -404,7 +410,8 @@ class InteractionModel(nn.Module):
         denominators = denominators or {}
         targets = blocks.out_text.flatten()
         text = F.cross_entropy(out.text_logits.flatten(0, -2), targets, reduction="none")
-        weights = word_weights(blocks.out_text, word_weight, reply_weight, decision_ids).flatten()
+        weights = word_weights(blocks.out_text, word_weight, reply_weight, decision_ids, values,
+                               value_weight).flatten()
         weights = weights.to(text.dtype)
         text = (text * weights).sum() / denominators.get("text", weights.sum())
         mel = self.mel_head.loss(out.hidden, blocks.out_audio, out.mel_logits)

@@ -86,6 +86,7 @@ class TrainConfig:
     text_weight: float = 1.0  # weight of the monologue-word loss
     word_weight: float = 5.0  # weight of a word target against a PAD target inside it
     reply_weight: float = 2.0  # extra weight of a reply's first word and of <call> / </call>
+    value_weight: float = 1.0  # extra weight of the asked-for value words of a reply (the colour, the sum)
     mel_weight: float = 1.0  # weight of the dMel loss
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
@@ -234,12 +235,13 @@ def example_turns(example: dict) -> int:
     return len(example["scene"])
 
 
-def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
+def value_targets(example: dict, cfg: Config, turns: int, topic: str | None = None) -> torch.Tensor:
     """(turns, A) bool: the word targets of `example` that carry an asked-for value.
 
     For every question in the annotations ("asked": after when, which value words),
     the reply that starts after it, and in that reply the words of the value, at
-    the target slots where `pack_conversation` puts the monologue."""
+    the target slots where `pack_conversation` puts the monologue. topic: only the
+    questions of that topic ("lookup": known or seen, "arithmetic": worked out)."""
     from minitml.world.vocab import word_id
 
     A = cfg.audio.tokens_per_micro_turn
@@ -248,6 +250,8 @@ def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
     spoken = list(zip(example["assistant_word_ids"].tolist(), example["assistant_word_times"].tolist()))
     mask = torch.zeros(turns * A, dtype=torch.bool)
     for ask in json.loads(example["annotations"])["asked"]:
+        if topic is not None and ask.get("topic") != topic:
+            continue
         value = {word_id(w) for w in ask["value"]}
         reply = [(i, t) for i, t in spoken if t >= ask["after"] - 0.05]
         for k, (i, t) in enumerate(reply):
@@ -259,17 +263,19 @@ def value_targets(example: dict, cfg: Config, turns: int) -> torch.Tensor:
     return mask.view(turns, A)
 
 
-def probe_counts(out, blocks: Blocks, values: torch.Tensor,
-                 known: torch.Tensor | None = None) -> list[tuple[str, int, int, torch.Tensor]]:
+def probe_counts(out, blocks: Blocks, values: torch.Tensor, known: torch.Tensor | None = None,
+                 topics: dict[str, torch.Tensor] | None = None) -> list[tuple[str, int, int, torch.Tensor]]:
     """[(probe, targets predicted right, targets, (V,) count of each target id)] of one
     teacher-forced batch (argmax). The counts give each probe's control: always guessing
     the commonest target scores max(counts) / sum(counts). known: (V,) bool, the words
-    training users say (probe_known counts the heard targets among them)."""
+    training users say (probe_known counts the heard targets among them). topics: {topic:
+    (B, T, A) bool}, the value words of that topic's questions (probe_value_<topic>)."""
     guess = out.text_logits.argmax(-1)  # (B, T, A)
     target = blocks.out_text
     right = guess == target
     words = target != PAD
     rows = [("probe_reply", reply_starts(target)), ("probe_value", values & words), ("probe_words", words)]
+    rows += [(f"probe_value_{topic}", m & words) for topic, m in (topics or {}).items()]
     V = out.text_logits.shape[-1]
     counts = [(name, int((right & m).sum()), int(m.sum()), torch.bincount(target[m].cpu(), minlength=V))
               for name, m in rows]
@@ -369,6 +375,7 @@ class Trainer:
         self.model.train()
         indices = self.next_indices()
         blocks = self.batch(self.train_examples, indices)
+        values = self.values(self.train_examples, indices, blocks) if self.tc.value_weight != 1.0 else None
         if self.tc.voice_shift or self.tc.voice_level:
             step_seed, first = self.draw_place(blocks)
             seeds = [step_seed * 4096 + first + b for b in range(blocks.batch_size)]
@@ -379,7 +386,7 @@ class Trainer:
         with self.autocast():
             said, heard = self.said(blocks), self.read_back(blocks)
             out = None if said is None and heard is None else self.model(blocks, said, heard)
-            losses = self.loss(blocks, out)
+            losses = self.loss(blocks, out, values)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
@@ -438,15 +445,22 @@ class Trainer:
         first = self.model(blocks, said)
         return heard_words(first.heard_logits, self.tc.heard_pad_weight)
 
-    def loss(self, blocks: Blocks, out=None) -> dict:
+    def values(self, examples: list, indices: list[int], blocks: Blocks) -> torch.Tensor:
+        """(B, T, A) bool: the asked-for value words of this process's share of the batch."""
+        mine = global_batch_slice(indices, self.dist)
+        return torch.stack([value_targets(examples[i], self.cfg, blocks.n_turns)
+                            for i in mine]).to(self.device)
+
+    def loss(self, blocks: Blocks, out=None, values: torch.Tensor | None = None) -> dict:
         tc = self.tc
         return self.model.loss(blocks, tc.text_weight, tc.mel_weight, out=out,
                                word_weight=tc.word_weight, reply_weight=tc.reply_weight,
                                decision_ids=self.decision_ids, heard_weight=tc.heard_weight,
                                heard_pad_weight=tc.heard_pad_weight,
-                               denominators=self.denominators(blocks))
+                               denominators=self.denominators(blocks, values),
+                               values=values, value_weight=tc.value_weight)
 
-    def denominators(self, blocks: Blocks) -> dict[str, float] | None:
+    def denominators(self, blocks: Blocks, values: torch.Tensor | None = None) -> dict[str, float] | None:
         """Sharded: this process's share of the whole global batch's sums of loss weights.
 
         The word and heard losses are weighted means; each process holds a slice of the
@@ -457,7 +471,8 @@ class Trainer:
             return None
         tc = self.tc
         sums = torch.stack([
-            word_weights(blocks.out_text, tc.word_weight, tc.reply_weight, self.decision_ids).sum(),
+            word_weights(blocks.out_text, tc.word_weight, tc.reply_weight, self.decision_ids, values,
+                         tc.value_weight).sum(),
             heard_weights(blocks.heard_text, tc.heard_pad_weight).sum()]).double()
         sums = sum_over_processes(sums.to(self.device), self.dist) / self.dist.world_size
         return {"text": float(sums[0]), "heard": float(sums[1])}
@@ -495,7 +510,9 @@ class Trainer:
             mine = global_batch_slice(indices, self.dist)
             values = torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns)
                                   for i in mine]).to(self.device)
-            for name, n_hit, n_all, ids in probe_counts(out, blocks, values, self.known_words):
+            topics = {topic: torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns, topic)
+                                          for i in mine]).to(self.device) for topic in TOPICS}
+            for name, n_hit, n_all, ids in probe_counts(out, blocks, values, self.known_words, topics):
                 hits[name] = hits.get(name, 0) + n_hit
                 hits[name + "_n"] = hits.get(name + "_n", 0) + n_all
                 seen[name] = seen.get(name, 0) + ids
@@ -603,6 +620,7 @@ def legs_s(history: list[dict]) -> list[float]:
 
 
 PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard", "probe_known")
+TOPICS = ("lookup", "arithmetic")  # probe_value_<topic>: the value words of one kind of question
 
 
 def plot_probes(ax, history: list[dict], x: str = "step") -> None:

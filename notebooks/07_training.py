@@ -396,6 +396,38 @@ for name in ("few", "many"):
 # take away.
 
 # %% [markdown]
+# **Reading back what was heard.** The heard head sits on top of the stack; a reply a second
+# later can only attend to what the lower layers made of the question. With `heard_feedback`
+# (`--heard-feedback 1`) each output slot also embeds the word the heard head just named, so
+# the model's transcript enters the sequence as words, at the bottom. In training the slots
+# read back the true words, half of them missed or misheard (`train.mishear`), because in a
+# conversation they read back the head's own guesses. `bench/speakers.py --heard-feedback`
+# trained the same two 1000-step runs that way; `data/feedback_history.json` holds their
+# probes, which here read back the model's own transcript.
+
+# %%
+feedback = json.loads((Path("..") / "data" / "feedback_history.json").read_text())
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+for ax, name in zip(axes, ("few", "many")):
+    plot_probes(ax, feedback["runs"][name], x="tokens")
+    ax.set_title(f"speakers={name}, reading back what it heard", fontsize=9)
+fig.tight_layout()
+plt.show()
+for name in ("few", "many"):
+    before, after = speakers["runs"][name][-1], feedback["runs"][name][-1]
+    print(f"speakers={name:4s} step {after['step']}, without -> with read-back: "
+          + ", ".join(f"{k[6:]} {before[k]:.2f} -> {after[k]:.2f}"
+                      for k in ("probe_heard", "probe_known", "probe_value", "probe_reply")))
+
+# %% [markdown]
+# Reading back changes little here, and not in one direction. The README ("Reading back what
+# was heard") has the closed-loop scores, and the measurement that says why: on the training
+# voices, where the heard head names 96% of the words and the transcript in a conversation
+# is 85% right, the reply still holds the asked-for value only about as often as chance. The
+# model picks the right kind of answer ("it has ... legs") and the wrong value. What it lacks
+# is not the hearing but what comes after it: the facts, the sums, and the look at the light.
+
+# %% [markdown]
 # ## 9. How the shipped model was trained
 #
 # `data/tiny.pt` holds the weights of the tiny preset trained on all nine kinds of the toy world.

@@ -150,6 +150,15 @@ def test_loss_weights_and_the_heard_head():
     assert torch.allclose(losses["loss"], rest + 0.5 * losses["heard"])
 
 
+def test_value_words_weigh_value_weight_more():
+    from minitml.model import word_weights
+
+    out_text = torch.tensor([[[PAD, 7, 8, PAD]]])  # (B, T, A): a reply of two words
+    values = torch.tensor([[[True, False, True, False]]])  # the second word carries the value
+    assert word_weights(out_text, 5.0).tolist() == [[[1.0, 5.0, 5.0, 1.0]]]
+    assert word_weights(out_text, 5.0, values=values, value_weight=3.0).tolist() == [[[1.0, 5.0, 15.0, 1.0]]]
+
+
 def test_layout_predictors():
     lay = BlockLayout.from_config(get_config("tiny"))
     assert lay.length == 14 and lay.out_start == 10

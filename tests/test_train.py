@@ -149,7 +149,7 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
     from minitml.world.vocab import word_id
 
     cfg = get_config("tiny")
-    marked = 0
+    marked, topics = 0, set()
     for example in data[0]:
         blocks = to_blocks(example, cfg)
         mask = value_targets(example, cfg, blocks.n_turns)
@@ -157,7 +157,10 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
         targets = blocks.out_text[0][mask]
         assert all(int(w) in values for w in targets), targets
         marked += int(mask.sum())
-    assert marked > 0
+        by_topic = [value_targets(example, cfg, blocks.n_turns, t) for t in ("lookup", "arithmetic", "tool")]
+        assert torch.equal(by_topic[0] | by_topic[1] | by_topic[2], mask)  # the topics split the mask
+        topics.update(t for t, m in zip(("lookup", "arithmetic", "tool"), by_topic) if m.any())
+    assert marked > 0 and {"lookup", "arithmetic"} <= topics
 
 
 def test_the_known_words_probe_counts_held_out_words_that_training_users_say(data):

@@ -12,6 +12,8 @@ transcript is scored against the words the user said (`Scenario.user_words`):
               transcript scores 1.00: the control)
     found     the share of the user's words that the transcript holds somewhere in the
               same scenario (order and time aside: what a reply could use)
+    kept      the share of the transcript's words that the user said in that scenario:
+              naming a word at every token would find much and keep little
 
 Three scenarios are printed whole: what was said, what was heard, what the model replied.
 The last line is JSON.
@@ -34,10 +36,11 @@ from minitml.world.scenarios import make_scenario  # noqa: E402
 
 
 def transcript_scores(model, kinds: list[str], n: int, split: str = "heldout", show: int = 3) -> dict:
-    """Closed-loop runs -> {kind: {"wer", "words", "found", "examples"}} and "all" pooled."""
+    """Closed-loop runs -> {kind: {"wer", "words", "found", "heard", "kept", "examples"}} and
+    "all" pooled."""
     results, pooled = {}, Counter()
     for kind in kinds:
-        errors = total = found = 0
+        errors = total = found = n_heard = 0
         examples = []
         for seed in range(n):
             scenario = make_scenario(kind, seed, split)
@@ -45,7 +48,7 @@ def transcript_scores(model, kinds: list[str], n: int, split: str = "heldout", s
             said = [w for w, _, _ in scenario.user_words]
             heard = [w for w, _ in timeline.heard]
             e, m = word_errors(said, heard)
-            errors, total = errors + e, total + m
+            errors, total, n_heard = errors + e, total + m, n_heard + len(heard)
             left = Counter(heard)
             for w in said:  # each heard word accounts for one said word at most
                 if left[w] > 0:
@@ -55,10 +58,11 @@ def transcript_scores(model, kinds: list[str], n: int, split: str = "heldout", s
                 examples.append({"said": " ".join(said), "heard": " ".join(heard),
                                  "replied": " ".join(w for w, _ in timeline.words)})
         results[kind] = {"wer": errors / max(1, total), "words": total, "found": found / max(1, total),
-                         "examples": examples}
-        pooled.update(errors=errors, words=total, found=found)
+                         "heard": n_heard, "kept": found / max(1, n_heard), "examples": examples}
+        pooled.update(errors=errors, words=total, found=found, heard=n_heard)
     results["all"] = {"wer": pooled["errors"] / max(1, pooled["words"]), "words": pooled["words"],
-                      "found": pooled["found"] / max(1, pooled["words"])}
+                      "found": pooled["found"] / max(1, pooled["words"]), "heard": pooled["heard"],
+                      "kept": pooled["found"] / max(1, pooled["heard"])}
     return results
 
 
@@ -79,13 +83,13 @@ def main():
     results = transcript_scores(model, args.kinds.split(","), args.n, args.split)
     print(f"{args.checkpoint}, {args.n} {args.split} scenarios per kind, closed loop, greedy")
     for kind, r in results.items():
-        print(f"  {kind:14s} wer {r['wer']:.2f}  found {r['found']:.2f}  of {r['words']} words "
-              "(an empty transcript: wer 1.00, found 0.00)")
+        print(f"  {kind:14s} wer {r['wer']:.2f}  found {r['found']:.2f} of {r['words']} words said  "
+              f"kept {r['kept']:.2f} of {r['heard']} heard  (an empty transcript: wer 1.00, found 0.00)")
         for ex in r.get("examples", []):
             for name in ("said", "heard", "replied"):
                 print(f"      {name + ':':8s} {ex[name]}")
-    print(json.dumps({k: {m: round(v[m], 3) for m in ("wer", "found")} | {"words": v["words"]}
-                      for k, v in results.items()}))
+    print(json.dumps({k: {m: round(v[m], 3) for m in ("wer", "found", "kept")}
+                      | {"words": v["words"], "heard": v["heard"]} for k, v in results.items()}))
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ class Session:
             word = int(blk.out_text[0, 0, j])
             when = play_start + j * slot_s
             if word != PAD:
-                name = self.vocab[word] if self.vocab and word < len(self.vocab) else unnamed(word)
+                name = self._name(word)
                 words.append((name, when))
                 if self.handoff is not None:  # collects the call words; submits at </call>
                     try:
@@ -274,9 +274,12 @@ class Session:
         if self.generator.model.heard_embedding is None:
             return []
         token_s = self.cfg.audio.micro_turn_ms / 1000 / self.layout.n_audio
-        return [(self.vocab[w] if self.vocab and w < len(self.vocab) else unnamed(w),
-                 (t * self.layout.n_audio + j + 1) * token_s)
+        return [(self._name(w), (t * self.layout.n_audio + j + 1) * token_s)
                 for j, w in enumerate(blk.heard_text[0, 0].tolist()) if w != PAD]
+
+    def _name(self, word: int) -> str:
+        """A word id -> its word, or a placeholder for an id the vocabulary does not name."""
+        return self.vocab[word] if self.vocab and word < len(self.vocab) else unnamed(word)
 
     def step_or_silence(self, audio, frame=None, text_in=None,
                         record: bool = False) -> tuple[MicroTurnOutput, Event | None]:

@@ -433,6 +433,7 @@ class Trainer:
         if not self.cfg.model.heard_feedback or not self.tc.heard_noise:
             return None
         step_seed, first = self.draw_place(blocks)
+        # perturb_voices' seeds, made odd: the same step draws other numbers for this
         seeds = [(step_seed * 4096 + first + b) * 2 + 1 for b in range(blocks.batch_size)]
         return mishear(blocks.heard_text, seeds, self.tc.heard_noise)
 
@@ -445,10 +446,12 @@ class Trainer:
         first = self.model(blocks, said)
         return heard_words(first.heard_logits, self.tc.heard_pad_weight)
 
-    def values(self, examples: list, indices: list[int], blocks: Blocks) -> torch.Tensor:
-        """(B, T, A) bool: the asked-for value words of this process's share of the batch."""
+    def values(self, examples: list, indices: list[int], blocks: Blocks,
+               topic: str | None = None) -> torch.Tensor:
+        """(B, T, A) bool: the asked-for value words of this process's share of the batch
+        (of one topic's questions only, if given: `value_targets`)."""
         mine = global_batch_slice(indices, self.dist)
-        return torch.stack([value_targets(examples[i], self.cfg, blocks.n_turns)
+        return torch.stack([value_targets(examples[i], self.cfg, blocks.n_turns, topic)
                             for i in mine]).to(self.device)
 
     def loss(self, blocks: Blocks, out=None, values: torch.Tensor | None = None) -> dict:
@@ -507,11 +510,8 @@ class Trainer:
                 losses = self.loss(blocks, out)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * blocks.batch_size
-            mine = global_batch_slice(indices, self.dist)
-            values = torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns)
-                                  for i in mine]).to(self.device)
-            topics = {topic: torch.stack([value_targets(self.val_examples[i], self.cfg, blocks.n_turns, topic)
-                                          for i in mine]).to(self.device) for topic in TOPICS}
+            values = self.values(self.val_examples, indices, blocks)
+            topics = {topic: self.values(self.val_examples, indices, blocks, topic) for topic in TOPICS}
             for name, n_hit, n_all, ids in probe_counts(out, blocks, values, self.known_words, topics):
                 hits[name] = hits.get(name, 0) + n_hit
                 hits[name + "_n"] = hits.get(name + "_n", 0) + n_all

@@ -144,10 +144,14 @@ def test_transcript_bench_scores_what_a_reading_model_heard(tmp_path):
     torch.manual_seed(0)
     model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True))).eval()
     model.vocab, model.heard_pad_weight = list(VOCAB), 1e6  # a word at every token
+    from minitml.world.scenarios import make_scenario
+
     scores = transcript_scores(model, ["pause"], 1, show=1)
-    assert scores["all"]["words"] == scores["pause"]["words"] > 0
-    assert scores["pause"]["wer"] > 2 and 0 <= scores["pause"]["found"] <= 1
-    assert scores["pause"]["examples"][0]["said"].split()[0] != ""
+    said = [w for w, _, _ in make_scenario("pause", 0, "heldout").user_words]
+    assert scores["pause"]["examples"][0]["said"] == " ".join(said)
+    assert scores["all"]["words"] == scores["pause"]["words"] == len(said)
+    assert scores["pause"]["heard"] > 3 * len(said)  # a word at every token: a long transcript
+    assert scores["pause"]["wer"] > 2 and scores["pause"]["kept"] < 0.2  # that keeps little
     path = checkpoint.save(InteractionModel(cfg), tmp_path / "plain.pt", vocab=list(VOCAB))
     result = subprocess.run([sys.executable, "bench/transcript.py", "--checkpoint", str(path), "--n", "1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)

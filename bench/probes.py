@@ -33,21 +33,31 @@ from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 from minitml.world.voices import SPEAKERS  # noqa: E402
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def set_options(p: argparse.ArgumentParser, n: int) -> None:
+    """The options of a bench that probes a checkpoint on the two sets of voices."""
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--n", type=int, default=TrainConfig.val_dialogues, help="dialogues per set")
+    p.add_argument("--n", type=int, default=n, help="dialogues per set")
     p.add_argument("--seed", type=int, default=1, help="seed of the fresh training-split dialogues "
                    "(training used seed 0)")
     p.add_argument("--speakers", default=TrainConfig.speakers, choices=SPEAKERS,
                    help="the training voices the checkpoint was trained on (TrainConfig.speakers)")
     p.add_argument("--threads", type=int, default=1)
+
+
+def two_sets(args, kinds: list[str] | None = None) -> dict[str, list]:
+    """{'held-out voices': ..., 'training voices': ...}: args.n dialogues of each (kinds: all)."""
+    return {"held-out voices": load_dataset(make_dataset("heldout", args.n, 0, kinds, progress=False)),
+            "training voices": load_dataset(make_dataset("train", args.n, args.seed, kinds, progress=False,
+                                                         speakers=args.speakers))}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    set_options(p, TrainConfig.val_dialogues)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = checkpoint.load(args.checkpoint)
-    sets = {"held-out voices": load_dataset(make_dataset("heldout", args.n, 0, progress=False)),
-            "training voices": load_dataset(make_dataset("train", args.n, args.seed, progress=False,
-                                                         speakers=args.speakers))}
+    sets = two_sets(args)
     tc = TrainConfig(heard_weight=1.0 if model.cfg.model.heard_head else 0.0)
     # the fresh training dialogues say the training phrasings' words: probe_known counts those
     trainer = Trainer(tc, sets["training voices"], [], cfg=model.cfg, vocab=model.vocab)

@@ -77,6 +77,8 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
     "value_weight": "extra weight of a reply's asked-for value words (the colour, the sum)",
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
+    "kinds": "training scenario kinds, comma-separated; a kind named twice is drawn twice as often "
+             "(default: all nine)",
     "speakers": "few (66) or many (348) voices of training users (the held-out 54 stay the same)",
     "voice_shift": "move each training user's mel channels by up to this many (0: off)",
     "voice_level": "move each training user's levels by up to this many dMel bins (0: off)",
@@ -118,7 +120,8 @@ def train(args) -> int:
               f"{tc.batch_size // dist.world_size} per process")
 
     def datasets():
-        return (make_dataset("train", tc.train_dialogues, tc.data_seed, progress=dist.is_main,
+        kinds = tc.kinds.split(",") if tc.kinds else None
+        return (make_dataset("train", tc.train_dialogues, tc.data_seed, kinds, progress=dist.is_main,
                              speakers=tc.speakers),
                 make_dataset("heldout", tc.val_dialogues, tc.data_seed, progress=dist.is_main))
 

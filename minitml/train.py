@@ -90,6 +90,8 @@ class TrainConfig:
     mel_weight: float = 1.0  # weight of the dMel loss
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
     heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
+    kinds: str = ""  # training scenario kinds, comma-separated; one named twice is drawn twice as often
+    #                  ("": all nine in turn)
     speakers: str = "few"  # training users' voices: "few" (66) or "many" (348; world/voices.py)
     voice_shift: int = 0  # training users' mel channels move by up to this many (perturb_voices)
     voice_level: int = 0  # and their levels by up to this many dMel bins
@@ -235,13 +237,35 @@ def example_turns(example: dict) -> int:
     return len(example["scene"])
 
 
-def value_targets(example: dict, cfg: Config, turns: int, topic: str | None = None) -> torch.Tensor:
+def _ask_groups() -> tuple[str, ...]:
+    from minitml.world.facts import QUESTION_GROUPS
+
+    return (*QUESTION_GROUPS, "cue", "tool")
+
+
+ASK_GROUPS = _ask_groups()  # what `ask_group` names: the questions' template groups, "cue", "tool"
+
+
+def ask_group(ask: dict, transcript: list) -> str:
+    """What an annotated ask ("asked": after, value, topic) answers: the template group of
+    the user's line that ends at `after` ('q_legs', 'cue_light': facts.question_group);
+    "tool" for a delivered background result; "cue" for a reply to something seen."""
+    from minitml.world.facts import question_group
+
+    lines = [text for who, _, end, text in transcript if who == "user" and abs(end - ask["after"]) < 1e-3]
+    group = question_group(lines[0]) if lines else None
+    return group or ("tool" if ask.get("topic") == "tool" else "cue")
+
+
+def value_targets(example: dict, cfg: Config, turns: int, topic: str | None = None,
+                  group: str | None = None) -> torch.Tensor:
     """(turns, A) bool: the word targets of `example` that carry an asked-for value.
 
     For every question in the annotations ("asked": after when, which value words),
     the reply that starts after it, and in that reply the words of the value, at
     the target slots where `pack_conversation` puts the monologue. topic: only the
-    questions of that topic ("lookup": known or seen, "arithmetic": worked out)."""
+    questions of that topic ("lookup": known or seen, "arithmetic": worked out).
+    group: only the questions of that template group (`ask_group`: "q_legs", ...)."""
     from minitml.world.vocab import word_id
 
     A = cfg.audio.tokens_per_micro_turn
@@ -249,8 +273,11 @@ def value_targets(example: dict, cfg: Config, turns: int, topic: str | None = No
     gap_s = REPLY_GAP_SLOTS * slot_s
     spoken = list(zip(example["assistant_word_ids"].tolist(), example["assistant_word_times"].tolist()))
     mask = torch.zeros(turns * A, dtype=torch.bool)
-    for ask in json.loads(example["annotations"])["asked"]:
+    annotations = json.loads(example["annotations"])
+    for ask in annotations["asked"]:
         if topic is not None and ask.get("topic") != topic:
+            continue
+        if group is not None and ask_group(ask, annotations["transcript"]) != group:
             continue
         value = {word_id(w) for w in ask["value"]}
         reply = [(i, t) for i, t in spoken if t >= ask["after"] - 0.05]

@@ -85,6 +85,31 @@ def test_probes_bench_reports_both_sets_of_voices(tmp_path):
             assert 0 <= row[probe] <= 1 and row[probe + "_n"] > 0 and probe + "_chance" in row
 
 
+def test_values_bench_splits_the_value_words_by_question(tmp_path):
+    """bench/values.py on an untrained checkpoint: both sets, every question group with
+    right <= targets and a control (test_train checks that the groups split the value mask)."""
+    import torch
+
+    from minitml import checkpoint
+    from minitml.model import InteractionModel
+    from minitml.train import ASK_GROUPS
+    from minitml.world.vocab import VOCAB
+
+    torch.manual_seed(0)
+    path = checkpoint.save(InteractionModel(get_config("tiny")), tmp_path / "random.pt", vocab=list(VOCAB))
+    result = subprocess.run([sys.executable, "bench/values.py", "--checkpoint", str(path), "--n", "6"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| q_add |" in result.stdout and "control" in result.stdout
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(rows) == ["held-out voices", "training voices"]
+    for row in rows.values():
+        assert list(row) == list(ASK_GROUPS)
+        assert sum(cell["n"] for cell in row.values()) > 0
+        for cell in row.values():
+            assert 0 <= cell["right"] <= cell["n"] and 0 <= cell["chance"] <= 1
+
+
 def test_ablation_record_keeps_the_arms_run_before(tmp_path):
     """Arms run one at a time add up in one record; a record of other steps or n is refused."""
     sys.path.insert(0, str(ROOT / "bench"))

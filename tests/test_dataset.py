@@ -55,6 +55,14 @@ def test_many_speakers_have_their_own_cache_name(dataset, tmp_path, monkeypatch)
         make_dataset("train", 2, folder=tmp_path / "x", speakers="some")
 
 
+def test_a_kind_named_twice_is_drawn_twice_as_often(tmp_path):
+    mix = ["smooth_turn", "smooth_turn", "pause"]
+    folder = make_dataset("train", n=6, seed=3, kinds=mix, workers=1, progress=False, folder=tmp_path / "mix")
+    assert [e["kind"] for e in load_dataset(folder)] == mix * 2
+    with pytest.raises(ValueError, match="unknown scenario kinds"):
+        make_dataset("train", 2, kinds=["smooth_turn", "small_talk"], folder=tmp_path / "x")
+
+
 def test_dataset_refuses_another_vocabulary(dataset, tmp_path):
     import shutil
 

@@ -144,12 +144,12 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
     import json
 
     from minitml.config import get_config
-    from minitml.train import value_targets
+    from minitml.train import ASK_GROUPS, value_targets
     from minitml.world.dataset import to_blocks
     from minitml.world.vocab import word_id
 
     cfg = get_config("tiny")
-    marked, topics = 0, set()
+    marked, topics, groups = 0, set(), set()
     for example in data[0]:
         blocks = to_blocks(example, cfg)
         mask = value_targets(example, cfg, blocks.n_turns)
@@ -160,7 +160,11 @@ def test_value_targets_mark_the_asked_value_words_of_each_reply(data):
         by_topic = [value_targets(example, cfg, blocks.n_turns, t) for t in ("lookup", "arithmetic", "tool")]
         assert torch.equal(by_topic[0] | by_topic[1] | by_topic[2], mask)  # the topics split the mask
         topics.update(t for t, m in zip(("lookup", "arithmetic", "tool"), by_topic) if m.any())
+        by_group = [value_targets(example, cfg, blocks.n_turns, group=g) for g in ASK_GROUPS]
+        assert torch.equal(torch.stack(by_group).sum(0), mask.long())  # each value word in one group
+        groups.update(g for g, m in zip(ASK_GROUPS, by_group) if m.any())
     assert marked > 0 and {"lookup", "arithmetic"} <= topics
+    assert len(groups) >= 4, groups
 
 
 def test_the_known_words_probe_counts_held_out_words_that_training_users_say(data):

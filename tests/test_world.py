@@ -254,6 +254,29 @@ def test_split_of_voices_and_templates(world):
         assert set(sc.annotations["templates"]) <= (train_t if split == "train" else heldout_t)
 
 
+def test_every_question_is_named_by_its_group(world):
+    """facts.question_group names each asking line's template group, in both splits, also
+    after a barge-in's lead; the answers' topics agree with it; other lines get None."""
+    from minitml.train import ask_group
+
+    asks = 0
+    for (kind, _, _), sc in world.items():
+        for ask in sc.annotations["asked"]:
+            group = ask_group(ask, sc.annotations["transcript"])
+            asks += 1
+            if ask["topic"] == "tool":
+                assert group == "tool"
+            elif kind == "visual_cue":
+                assert group == "cue"
+            else:
+                assert F.TOPICS[group] == ask["topic"], (kind, group, ask)
+    assert asks > 60
+    assert F.question_group("wait, how much is seven take away six") == "q_minus"
+    assert F.question_group("let me know when the light turns red") == "cue_light"
+    for line in ("hey sam, did you see the game", "what is two times three", "so tell me"):
+        assert F.question_group(line) is None
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="kind"):
         S.make_scenario("karaoke", 0)

@@ -101,6 +101,9 @@ def make_dataset(split: str, n: int, seed: int = 0, kinds: list[str] | None = No
                  progress: bool = True, overwrite: bool = False, speakers: str = "few") -> Path:
     """Generate n conversations (kinds in turn) into token shards; return the folder.
 
+    A kind named twice in `kinds` is generated twice as often: ["smooth_turn",
+    "smooth_turn", "pause"] makes two question-and-answer dialogues for each pause.
+
     speakers "many": the training split's users come from 348 voices instead of 66
     (voices.user_voices; the held-out split is the same either way).
     An existing complete dataset with the same name is reused unless overwrite=True.

@@ -11,6 +11,8 @@ The facts (`THING_COLOURS`, `ANIMAL_LEGS`) are also what the background tools
 (tools.py, neural_background.py) and the recognizer's language model (listen.py) know.
 """
 
+import re
+
 # ----------------------------------------------------------------------------
 # What people say: user templates, split into train and held-out phrasings
 # ----------------------------------------------------------------------------
@@ -118,6 +120,27 @@ QUESTION_GROUPS = ("q_add", "q_minus", "q_after", "q_colour", "q_legs", "q_light
 # What answering takes: working a number out, or knowing / seeing a fact.
 TOPICS = {"q_add": "arithmetic", "q_minus": "arithmetic", "q_after": "arithmetic", "q_colour": "lookup",
           "q_legs": "lookup", "q_light": "lookup", "q_shape": "lookup", "q_holding": "lookup"}
+
+
+# Requests to watch: the reply comes when the scene changes (visual_cue).
+CUE_GROUPS = ("cue_light", "cue_shape", "cue_object")
+
+
+def _pattern(template: str) -> re.Pattern:
+    """'what is {a} plus {b}' -> a regex matching a filled-in line that ends with it."""
+    fixed = re.split(r"\{\w+\}", template)
+    return re.compile(r"(^|\b)" + r"[a-z' -]+?".join(re.escape(part) for part in fixed) + r"$")
+
+
+_GROUP_PATTERNS = [(group, _pattern(t)) for group in (*QUESTION_GROUPS, *CUE_GROUPS)
+                   for split in ("train", "heldout") for t in TEMPLATES[group][split]]
+
+
+def question_group(line: str) -> str | None:
+    """The template group of a question or watch request a user said ('q_legs', 'cue_light'),
+    from its words, in either split; a barge-in's lead ('wait, ') is skipped. None: neither."""
+    line = line.lower().strip()
+    return next((group for group, pattern in _GROUP_PATTERNS if pattern.search(line)), None)
 
 
 def an(noun: str) -> str:

@@ -189,6 +189,8 @@ class ModelConfig:
     #                           each user word where it ends (dense listening signal; minitml/train.py)
     heard_feedback: bool = False  # the model reads back its own transcript: output slot j also
     #                               embeds the word the heard head named at user-audio token j
+    embed_norm: bool = False  # each kind of embedding (patches, dMel, words) goes through its own
+    #                           RMSNorm before they add up: one scale for all (InteractionModel.embed)
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -308,6 +310,8 @@ class Config:
             add("heard_head", d * m.text_vocab_size)
         if m.heard_feedback:  # the heard word read back into each output slot
             add("heard_embedding", m.text_vocab_size * d)
+        if m.embed_norm:  # one RMSNorm gain each for patches, dMel and words
+            add("embed_norms", 3 * d)
         if m.mel_head == "discrete":
             add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
         else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases

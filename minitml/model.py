@@ -249,6 +249,9 @@ class InteractionModel(nn.Module):
         # Reading back what was heard (heard_feedback): a word table of its own, added to
         # output slot j with the word the heard head named at user-audio token j.
         self.heard_embedding = nn.Embedding(m.text_vocab_size, d) if m.heard_feedback else None
+        # One scale for every kind of input (embed_norm): see `scaled`.
+        self.embed_norms = nn.ModuleDict({kind: RMSNorm(d, m.norm_eps) for kind in ("patch", "audio", "word")}
+                                         ) if m.embed_norm else None
         self.mel_head: MelHead = (DMelHead(cfg.audio, d) if m.mel_head == "discrete"
                                   else FlowHead(cfg.audio, d, m.flow_hidden, m.flow_steps))
         self.register_buffer("types", self.layout.stream_types(), persistent=False)  # (L,)
@@ -296,12 +299,24 @@ class InteractionModel(nn.Module):
                 nn.init.normal_(block.ffn.w_down.weight, std=residual)
 
     # -- embedding the streams ---------------------------------------------------
+    def scaled(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        """(..., d) embeddings of one kind ("patch", "audio", "word") -> the same, on one scale.
+
+        The three kinds grow at different speeds. A patch vector is a sum over 4800 pixel
+        weights and a dMel vector one over 80 channel tables, while a word vector is a single
+        row that moves only when its word comes up. In a trained tiny model the patches'
+        vectors are about 1000 times as long as the words', the dMel ones 7 times. An output
+        slot adds a word to its dMel frames, so there the word is a small part of the sum.
+        With embed_norm, each kind has its own RMSNorm (a learned gain per channel, 1 at the
+        start), and every kind starts and stays at one scale. Without it: x unchanged."""
+        return x if self.embed_norms is None else self.embed_norms[kind](x)
+
     def embed_inputs(self, patches, user_audio, text_in) -> torch.Tensor:
         """(B, T, P, 4800), (B, T, A, k, 80), (B, T, X) -> (B, T, P + A + X, d)."""
         x = torch.cat([
-            self.patch_embedding(patches, self.cfg.vision.grid),  # (B, T, P, d)
-            self.dmel_embedding(user_audio),  # (B, T, A, d)
-            self.text_embedding(text_in),  # (B, T, X, d)
+            self.scaled("patch", self.patch_embedding(patches, self.cfg.vision.grid)),  # (B, T, P, d)
+            self.scaled("audio", self.dmel_embedding(user_audio)),  # (B, T, A, d)
+            self.scaled("word", self.text_embedding(text_in)),  # (B, T, X, d)
         ], dim=2)
         return x + self.stream_type(self.types[: self.layout.n_inputs])
 
@@ -312,9 +327,11 @@ class InteractionModel(nn.Module):
         token (PAD where none ended): the model's transcript, read back in the same
         micro-turn, so that later positions find what was said as a word at the bottom of
         the stack instead of as a deep feature of the audio."""
-        x = self.text_embedding(out_text) + self.dmel_embedding(out_audio)
+        words = self.scaled("word", self.text_embedding(out_text))  # (B, T, A, d)
+        x = words + self.scaled("audio", self.dmel_embedding(out_audio))
         if self.heard_embedding is not None:
-            x = x + self.heard_embedding(heard if heard is not None else torch.full_like(out_text, PAD))
+            heard = heard if heard is not None else torch.full_like(out_text, PAD)
+            x = x + self.scaled("word", self.heard_embedding(heard))
         return x + self.stream_type.weight[MODEL_OUT]
 
     def embed(self, blocks: Blocks, said: torch.Tensor | None = None,

@@ -97,6 +97,7 @@ class TrainConfig:
     voice_level: int = 0  # and their levels by up to this many dMel bins
     own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
     heard_feedback: int = 0  # 1: the model reads back what its heard head names (ModelConfig.heard_feedback)
+    embed_norm: int = 0  # 1: patches, dMel and words each through an RMSNorm (ModelConfig.embed_norm)
     heard_noise: float = 0.5  # with it: share of the true heard words read back missed or misheard
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
@@ -342,6 +343,8 @@ class Trainer:
         self.cfg = cfg or get_config(tc.preset)
         if tc.heard_feedback and not self.cfg.model.heard_feedback:
             self.cfg = replace(self.cfg, model=replace(self.cfg.model, heard_feedback=True))
+        if tc.embed_norm and not self.cfg.model.embed_norm:
+            self.cfg = replace(self.cfg, model=replace(self.cfg.model, embed_norm=True))
         if tc.heard_weight > 0 and not self.cfg.model.heard_head:
             raise ValueError(f"heard_weight={tc.heard_weight} trains the heard head, and this config has "
                              "none: use a preset with one (tiny, small), set model.heard_head=True, "

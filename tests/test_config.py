@@ -43,6 +43,7 @@ def build_modules(cfg: Config) -> nn.ModuleDict:
         **({"heard_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False)}
            if m.heard_head else {}),
         **({"heard_embedding": nn.Embedding(m.text_vocab_size, m.d_model)} if m.heard_feedback else {}),
+        **({"embed_norms": nn.ModuleList(nn.RMSNorm(m.d_model) for _ in range(3))} if m.embed_norm else {}),
     })
 
 
@@ -99,6 +100,10 @@ def test_heard_head_counts():
     assert reads.param_counts() == count_built(reads)
     assert sum(p.numel() for p in InteractionModel(reads).parameters()) == reads.param_counts()["total"]
     assert reads.param_counts()["total"] - cfg.param_counts()["total"] == 256 * 128
+    normed = cfg.replace(model=replace(cfg.model, embed_norm=True))  # + three RMSNorm gains
+    assert normed.param_counts() == count_built(normed)
+    assert sum(p.numel() for p in InteractionModel(normed).parameters()) == normed.param_counts()["total"]
+    assert normed.param_counts()["total"] - cfg.param_counts()["total"] == 3 * 128
     with pytest.raises(ValueError, match="heard_feedback"):
         replace(without.model, heard_feedback=True)
 

@@ -155,7 +155,8 @@ def test_a_session_decodes_at_its_models_calibrated_threshold_when_asked(model):
         Session(model, warmup=False, speak_threshold="high")
 
 
-def test_reading_back_what_was_heard_streams_as_the_full_forward_does():
+@pytest.mark.parametrize("embed_norm", [False, True])
+def test_reading_back_what_was_heard_streams_as_the_full_forward_does(embed_norm):
     """heard_feedback: the generator names the heard words of each input block and its output
     slots read them back; the full forward pass given those words says the same logits."""
     from minitml.model import heard_words
@@ -163,7 +164,8 @@ def test_reading_back_what_was_heard_streams_as_the_full_forward_does():
 
     cfg = get_config("tiny")
     torch.manual_seed(0)
-    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True))).eval()
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True,
+                                                       embed_norm=embed_norm))).eval()
     model.heard_pad_weight = 1e6  # PAD never wins: every slot reads back a word (untrained logits)
     generator = Generator(model)
     blocks, logits = [], []

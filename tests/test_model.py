@@ -17,9 +17,9 @@ def small_window(window_micro_turns=3, **model_fields):
                                      **model_fields))
 
 
-@pytest.mark.parametrize("mel_head", ["discrete", "flow"])
-def test_streaming_equals_full_forward_across_window_wraps(mel_head):
-    cfg = small_window(3, mel_head=mel_head)  # window = 42 positions, session = 12 micro-turns
+@pytest.mark.parametrize("mel_head, embed_norm", [("discrete", False), ("flow", False), ("discrete", True)])
+def test_streaming_equals_full_forward_across_window_wraps(mel_head, embed_norm):
+    cfg = small_window(3, mel_head=mel_head, embed_norm=embed_norm)  # window = 42 positions, 12 micro-turns
     torch.manual_seed(1)
     model = InteractionModel(cfg).eval()
     session = Session(model, temperature=1.0, mel_temperature=1.0, record_logits=True, seed=5,
@@ -207,6 +207,26 @@ def test_ring_cache_slots():
         cache.update(torch.full((1, 1, 1, 2), float(p)), torch.zeros(1, 1, 1, 2), torch.tensor([p]))
     assert cache.pos.tolist() == [4, 5, 2, 3]
     assert cache.k[0, 0, :, 0].tolist() == [4.0, 5.0, 2.0, 3.0]
+
+
+def test_embed_norm_puts_every_kind_of_input_on_one_scale():
+    """Untrained, a patch vector is about 50 times as long as a word vector; with
+    embed_norm every kind has an RMS of 1 (its gain), and the gains learn."""
+    cfg = get_config("tiny")
+    blocks = random_blocks(cfg, 3, batch_size=2)
+    for norm in (False, True):
+        torch.manual_seed(0)
+        model = InteractionModel(cfg.replace(model=replace(cfg.model, embed_norm=norm)))
+        rms = {kind: model.scaled(kind, x).pow(2).mean(-1).sqrt().mean().item() for kind, x in (
+            ("patch", model.patch_embedding(blocks.patches, cfg.vision.grid)),
+            ("audio", model.dmel_embedding(blocks.user_audio)),
+            ("word", model.text_embedding(blocks.out_text)))}
+        if norm:
+            assert all(abs(r - 1) < 0.02 for r in rms.values()), rms  # (RMSNorm eps)
+            model.loss(blocks)["loss"].backward()
+            assert all(p.grad.abs().sum() > 0 for p in model.embed_norms.parameters())
+        else:
+            assert rms["patch"] > 20 * rms["word"] and rms["audio"] > rms["word"], rms
 
 
 def test_training_step_lowers_the_loss_and_reaches_every_parameter():

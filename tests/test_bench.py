@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,33 @@ def test_values_bench_splits_the_value_words_by_question(tmp_path):
         assert sum(cell["n"] for cell in row.values()) > 0
         for cell in row.values():
             assert 0 <= cell["right"] <= cell["n"] and 0 <= cell["chance"] <= 1
+
+
+def test_scales_bench_measures_each_kind_of_embedding(tmp_path):
+    """bench/scales.py: untrained, the patches' vectors are far longer than the words'; with
+    embed_norm every kind is about sqrt(d_model) long."""
+    import math
+
+    import torch
+
+    from minitml import checkpoint
+    from minitml.model import InteractionModel
+    from minitml.world.vocab import VOCAB
+
+    cfg = get_config("tiny")
+    for norm in (False, True):
+        torch.manual_seed(0)
+        model = InteractionModel(cfg.replace(model=replace(cfg.model, embed_norm=norm)))
+        path = checkpoint.save(model, tmp_path / f"norm{norm}.pt", vocab=list(VOCAB))
+        result = subprocess.run([sys.executable, "bench/scales.py", "--checkpoint", str(path), "--n", "2"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        mean = json.loads(result.stdout.strip().splitlines()[-1])
+        assert list(mean) == ["patch", "user dMel", "model dMel", "word"]
+        if norm:
+            assert all(abs(v / math.sqrt(128) - 1) < 0.05 for v in mean.values()), mean
+        else:
+            assert mean["patch"] > 20 * mean["word"], mean
 
 
 def test_ablation_record_keeps_the_arms_run_before(tmp_path):

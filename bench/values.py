@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from probes import set_options, two_sets  # noqa: E402
 
 from minitml import checkpoint  # noqa: E402
+from minitml.stream import PAD  # noqa: E402
 from minitml.train import ASK_GROUPS, TrainConfig, Trainer, ask_group, value_targets  # noqa: E402
 
 ASKING = ("smooth_turn", "pause", "interruption", "hesitation", "visual_cue", "background")  # kinds that ask
@@ -46,7 +47,7 @@ def group_scores(trainer: Trainer, examples: list) -> dict[str, dict]:
             asked = json.loads(example["annotations"])
             for group in {ask_group(ask, asked["transcript"]) for ask in asked["asked"]}:
                 mask = value_targets(example, trainer.cfg, blocks.n_turns, group=group)[None]
-                mask &= blocks.out_text != 0
+                mask &= blocks.out_text != PAD
                 right[group] += int((guess == blocks.out_text)[mask].sum())
                 counts[group].update(blocks.out_text[mask].tolist())
     return {g: {"right": right[g], "n": sum(counts[g].values()),

@@ -190,7 +190,7 @@ class ModelConfig:
     heard_feedback: bool = False  # the model reads back its own transcript: output slot j also
     #                               embeds the word the heard head named at user-audio token j
     embed_norm: bool = False  # each kind of embedding (patches, dMel, words) goes through its own
-    #                           RMSNorm before they add up: one scale for all (InteractionModel.embed)
+    #                           RMSNorm before they add up: one scale for all (InteractionModel.scaled)
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")

@@ -63,6 +63,7 @@ from minitml.model import (
 from minitml.moe import MoE
 from minitml.protocol import CALL, END_CALL, PAD
 from minitml.stream import Blocks, empty_blocks, output_slot
+from minitml.world.facts import QUESTION_GROUPS, question_group
 
 DECISIONS = (CALL, END_CALL)  # words weighted like a reply's first word
 
@@ -238,21 +239,13 @@ def example_turns(example: dict) -> int:
     return len(example["scene"])
 
 
-def _ask_groups() -> tuple[str, ...]:
-    from minitml.world.facts import QUESTION_GROUPS
-
-    return (*QUESTION_GROUPS, "cue", "tool")
-
-
-ASK_GROUPS = _ask_groups()  # what `ask_group` names: the questions' template groups, "cue", "tool"
+ASK_GROUPS = (*QUESTION_GROUPS, "cue", "tool")  # what `ask_group` names
 
 
 def ask_group(ask: dict, transcript: list) -> str:
     """What an annotated ask ("asked": after, value, topic) answers: the template group of
-    the user's line that ends at `after` ('q_legs', 'cue_light': facts.question_group);
+    the user's line that ends at `after` ('q_legs': facts.question_group);
     "tool" for a delivered background result; "cue" for a reply to something seen."""
-    from minitml.world.facts import question_group
-
     lines = [text for who, _, end, text in transcript if who == "user" and abs(end - ask["after"]) < 1e-3]
     group = question_group(lines[0]) if lines else None
     return group or ("tool" if ask.get("topic") == "tool" else "cue")

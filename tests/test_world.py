@@ -272,8 +272,8 @@ def test_every_question_is_named_by_its_group(world):
                 assert F.TOPICS[group] == ask["topic"], (kind, group, ask)
     assert asks > 60
     assert F.question_group("wait, how much is seven take away six") == "q_minus"
-    assert F.question_group("let me know when the light turns red") == "cue_light"
-    for line in ("hey sam, did you see the game", "what is two times three", "so tell me"):
+    for line in ("hey sam, did you see the game", "what is two times three", "so tell me",
+                 "let me know when the light turns red"):
         assert F.question_group(line) is None
 
 

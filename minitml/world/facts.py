@@ -122,23 +122,19 @@ TOPICS = {"q_add": "arithmetic", "q_minus": "arithmetic", "q_after": "arithmetic
           "q_legs": "lookup", "q_light": "lookup", "q_shape": "lookup", "q_holding": "lookup"}
 
 
-# Requests to watch: the reply comes when the scene changes (visual_cue).
-CUE_GROUPS = ("cue_light", "cue_shape", "cue_object")
-
-
 def _pattern(template: str) -> re.Pattern:
     """'what is {a} plus {b}' -> a regex matching a filled-in line that ends with it."""
     fixed = re.split(r"\{\w+\}", template)
     return re.compile(r"(^|\b)" + r"[a-z' -]+?".join(re.escape(part) for part in fixed) + r"$")
 
 
-_GROUP_PATTERNS = [(group, _pattern(t)) for group in (*QUESTION_GROUPS, *CUE_GROUPS)
+_GROUP_PATTERNS = [(group, _pattern(t)) for group in QUESTION_GROUPS
                    for split in ("train", "heldout") for t in TEMPLATES[group][split]]
 
 
 def question_group(line: str) -> str | None:
-    """The template group of a question or watch request a user said ('q_legs', 'cue_light'),
-    from its words, in either split; a barge-in's lead ('wait, ') is skipped. None: neither."""
+    """The template group of a question a user said ('q_legs'), from its words, in either
+    split; a barge-in's lead ('wait, ') is skipped. None: not a question of QUESTION_GROUPS."""
     line = line.lower().strip()
     return next((group for group, pattern in _GROUP_PATTERNS if pattern.search(line)), None)
 

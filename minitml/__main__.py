@@ -77,6 +77,7 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "reply_weight": "extra weight of a reply's first word and of <call> / </call>",
     "value_weight": "extra weight of a reply's asked-for value words (the colour, the sum)",
     "heard_weight": "weight of the heard-word loss (0: no heard head)",
+    "seen_weight": "weight of the seen-word loss: a head names what each patch shows (0: no seen head)",
     "kinds": "training scenario kinds, comma-separated; a kind named twice is drawn twice as often "
              "(default: all nine)",
     "speakers": "few (66) or many (348) voices of training users (the held-out 54 stay the same)",

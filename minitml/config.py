@@ -191,6 +191,8 @@ class ModelConfig:
     #                               embeds the word the heard head named at user-audio token j
     embed_norm: bool = False  # each kind of embedding (patches, dMel, words) goes through its own
     #                           RMSNorm before they add up: one scale for all (InteractionModel.scaled)
+    seen_head: bool = False  # a word head on the patch positions, trained to name what each patch
+    #                          shows (the lamp's colour, the shape, the object): dense seeing signal
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -312,6 +314,8 @@ class Config:
             add("heard_embedding", m.text_vocab_size * d)
         if m.embed_norm:  # one RMSNorm gain each for patches, dMel and words
             add("embed_norms", 3 * d)
+        if m.seen_head:  # the thing each patch shows (a training signal)
+            add("seen_head", d * m.text_vocab_size)
         if m.mel_head == "discrete":
             add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
         else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases

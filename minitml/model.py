@@ -13,7 +13,8 @@ the next output token): per-channel 16-way logits, or a small flow-matching
 network that turns noise into the k mel frames in a few steps. A third, the
 heard head, names at each user-audio position the user word that ends there;
 with `heard_feedback` the model reads that word back in the output slot of the
-same index (its own transcript, one more embedding added to the slot).
+same index (its own transcript, one more embedding added to the slot). A fourth,
+the seen head, names at each patch position what that patch shows.
 
 Attention is causal with a sliding window of W positions: position i sees
 positions (i - W, i]. Training uses that mask on the whole sequence; a live
@@ -202,7 +203,7 @@ def word_weights(out_text: torch.Tensor, word_weight: float = 1.0, reply_weight:
 
 
 def heard_weights(heard_text: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
-    """(B, T, A) heard-word targets -> weights: 1 for a word, pad_weight for PAD."""
+    """(B, T, A) heard-word targets (or (B, T, P) seen ones) -> weights: 1 for a word, pad_weight for PAD."""
     return torch.where(heard_text == PAD, pad_weight, 1.0)
 
 
@@ -228,6 +229,7 @@ class ModelOutput:
     mel_logits: torch.Tensor | None  # (B, T, A, k, 80, 16), None with the flow head
     aux_loss: torch.Tensor  # scalar, MoE balance + z losses summed over layers
     heard_logits: torch.Tensor | None = None  # (B, T, A, V) the word each heard token ends, if any
+    seen_logits: torch.Tensor | None = None  # (B, T, P, V) the thing each patch shows, if any
 
 
 class InteractionModel(nn.Module):
@@ -249,6 +251,8 @@ class InteractionModel(nn.Module):
         # Reading back what was heard (heard_feedback): a word table of its own, added to
         # output slot j with the word the heard head named at user-audio token j.
         self.heard_embedding = nn.Embedding(m.text_vocab_size, d) if m.heard_feedback else None
+        # Seeing, supervised densely: at every patch position, the name of what it shows.
+        self.seen_head = nn.Linear(d, m.text_vocab_size, bias=False) if m.seen_head else None
         # One scale for every kind of input (embed_norm): see `scaled`.
         self.embed_norms = nn.ModuleDict({kind: RMSNorm(d, m.norm_eps) for kind in ("patch", "audio", "word")}
                                          ) if m.embed_norm else None
@@ -396,14 +400,15 @@ class InteractionModel(nn.Module):
         if self.heard_head is not None:
             start = self.layout.n_patches
             heard = self.heard_head(h[:, :, start:start + self.layout.n_audio])  # (B, T, A, V)
+        seen = self.seen_head(h[:, :, :self.layout.n_patches]) if self.seen_head is not None else None
         h = h[:, :, self.predictors]  # (B, T, A, d) predictor positions
         return ModelOutput(hidden=h, text_logits=self.text_head(h), mel_logits=self.mel_head.logits(h),
-                           aux_loss=aux, heard_logits=heard)
+                           aux_loss=aux, heard_logits=heard, seen_logits=seen)  # seen: (B, T, P, V)
 
     def loss(self, blocks: Blocks, text_weight: float = 1.0, mel_weight: float = 1.0,
              out: ModelOutput | None = None, word_weight: float = 1.0,
              reply_weight: float = 1.0, decision_ids: tuple[int, ...] = (),
-             heard_weight: float = 0.0, heard_pad_weight: float = 0.1,
+             heard_weight: float = 0.0, heard_pad_weight: float = 0.1, seen_weight: float = 0.0,
              denominators: dict[str, float] | None = None, values: torch.Tensor | None = None,
              value_weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Cross-entropy on the monologue words and the dMel bins (or the flow loss).
@@ -418,9 +423,12 @@ class InteractionModel(nn.Module):
         heard_weight > 0 adds the heard head's loss (the model needs `cfg.model.heard_head`):
         at every user-audio token, the user word that ends there, PAD elsewhere (PAD
         targets weigh heard_pad_weight). Every user word is a target, ten times more
-        listening signal per dialogue than the assistant's answer words.
+        listening signal per dialogue than the assistant's answer words. seen_weight > 0
+        adds the seen head's loss the same way (`cfg.model.seen_head`): at every patch, the
+        name of what it shows (the lamp's colour, the shape, the object), PAD where nothing
+        is, weighing heard_pad_weight.
 
-        denominators: {"text": ..., "heard": ...} divide the weighted sums instead of this
+        denominators: {"text": ..., "heard": ..., "seen": ...} divide the weighted sums instead of this
         batch's own sums of weights (a sharded run passes the whole global batch's share,
         so that the mean over processes is the mean over the global batch)."""
         out = out if out is not None else self(blocks)
@@ -434,13 +442,17 @@ class InteractionModel(nn.Module):
         mel = self.mel_head.loss(out.hidden, blocks.out_audio, out.mel_logits)
         total = text_weight * text + mel_weight * mel + out.aux_loss
         losses = {"text": text.detach(), "mel": mel.detach(), "aux": out.aux_loss.detach()}
-        if heard_weight > 0:
-            if out.heard_logits is None:
-                raise ValueError("heard_weight > 0 needs a model with cfg.model.heard_head=True")
-            heard_targets = blocks.heard_text.flatten()
-            heard = F.cross_entropy(out.heard_logits.flatten(0, -2), heard_targets, reduction="none")
-            w = heard_weights(blocks.heard_text, heard_pad_weight).flatten().to(heard.dtype)
-            heard = (heard * w).sum() / denominators.get("heard", w.sum())
-            total = total + heard_weight * heard
-            losses["heard"] = heard.detach()
+        # The two dense heads, the heard words and the seen ones: (name, weight, logits, targets, flag).
+        for name, weight, logits, targets, head in (
+                ("heard", heard_weight, out.heard_logits, blocks.heard_text, "heard_head"),
+                ("seen", seen_weight, out.seen_logits, blocks.seen_text, "seen_head")):
+            if weight <= 0:
+                continue
+            if logits is None:
+                raise ValueError(f"{name}_weight > 0 needs a model with cfg.model.{head}=True")
+            ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none")
+            w = heard_weights(targets, heard_pad_weight).flatten().to(ce.dtype)
+            dense = (ce * w).sum() / denominators.get(name, w.sum())
+            total = total + weight * dense
+            losses[name] = dense.detach()
         return {"loss": total, **losses}

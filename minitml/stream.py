@@ -96,6 +96,8 @@ class Blocks:
     #                           the heard head's target; with heard_feedback, also read back
     #                           into output slot j (the truth in training, the head's own
     #                           words in a session)
+    seen_text: torch.Tensor  # (B, T, P) the word for what each patch shows (the lamp's colour,
+    #                          the shape, the object held up), else PAD: the seen head's target
 
     @property
     def batch_size(self) -> int:
@@ -130,6 +132,7 @@ def empty_blocks(cfg: Config, n_turns: int, batch_size: int = 1) -> Blocks:
         out_text=torch.full((B, T, A), PAD, dtype=torch.long),
         out_audio=torch.zeros(B, T, A, k, cfg.audio.n_mels, dtype=torch.long),
         heard_text=torch.full((B, T, A), PAD, dtype=torch.long),
+        seen_text=torch.full((B, T, lay.n_patches), PAD, dtype=torch.long),
     )
 
 
@@ -145,6 +148,7 @@ def random_blocks(cfg: Config, n_turns: int, batch_size: int = 1, seed: int = 0)
         out_text=torch.randint(0, V, b.out_text.shape, generator=g),
         out_audio=torch.randint(0, n_bins, b.out_audio.shape, generator=g),
         heard_text=torch.randint(0, V, b.heard_text.shape, generator=g),
+        seen_text=torch.randint(0, V, b.seen_text.shape, generator=g),
     )
 
 
@@ -166,6 +170,7 @@ def pack_conversation(
     frames: torch.Tensor | None = None,
     text_in: dict[int, list[int]] | None = None,
     user_words: list[tuple[int, float]] | None = None,
+    seen: torch.Tensor | None = None,
 ) -> Blocks:
     """One recorded conversation -> Blocks (B = 1), with the output shifted one micro-turn.
 
@@ -175,6 +180,7 @@ def pack_conversation(
     frames:       (T, P, 3*p*p) patchified video, one frame per micro-turn (None: dark)
     text_in:      {micro-turn: [word ids]} text arriving in that micro-turn (at most X)
     user_words:   [(word id, end time in s)] of the user, for the heard head's targets
+    seen:         (T, P) word ids of what each patch shows, PAD for nothing (the seen head's targets)
 
     T = F // 16 micro-turns. Output block t gets the assistant's frames and words of
     [200(t+1), 200(t+2)) ms, because that is when output t is played; the assistant's
@@ -208,4 +214,6 @@ def pack_conversation(
         slot = int(end / slot_s + 1e-9)  # the token that hears the word's last sound (no shift)
         if 0 <= slot < T * A:  # two words ending in one 50 ms token: the second is kept
             b.heard_text[0, slot // A, slot % A] = word
+    if seen is not None:
+        b.seen_text[0] = seen[:T]
     return b

@@ -90,7 +90,8 @@ class TrainConfig:
     value_weight: float = 1.0  # extra weight of the asked-for value words of a reply (the colour, the sum)
     mel_weight: float = 1.0  # weight of the dMel loss
     heard_weight: float = 1.0  # weight of the heard-word loss (0 for a model without a heard head)
-    heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss
+    heard_pad_weight: float = 0.1  # weight of a PAD target against a word in the heard loss (and the seen)
+    seen_weight: float = 0.0  # weight of the seen-word loss (> 0 adds a seen head: ModelConfig.seen_head)
     kinds: str = ""  # training scenario kinds, comma-separated; one named twice is drawn twice as often
     #                  ("": all nine in turn)
     speakers: str = "few"  # training users' voices: "few" (66) or "many" (348; world/voices.py)
@@ -309,6 +310,11 @@ def probe_counts(out, blocks: Blocks, values: torch.Tensor, known: torch.Tensor 
         for name, m in masks:
             counts.append((name, int((heard_right & m).sum()), int(m.sum()),
                            torch.bincount(blocks.heard_text[m].cpu(), minlength=V)))
+    if out.seen_logits is not None:
+        m = blocks.seen_text != PAD
+        seen_right = (out.seen_logits.argmax(-1) == blocks.seen_text) & m
+        counts.append(("probe_seen", int(seen_right.sum()), int(m.sum()),
+                       torch.bincount(blocks.seen_text[m].cpu(), minlength=V)))
     return counts
 
 
@@ -338,6 +344,8 @@ class Trainer:
             self.cfg = replace(self.cfg, model=replace(self.cfg.model, heard_feedback=True))
         if tc.embed_norm and not self.cfg.model.embed_norm:
             self.cfg = replace(self.cfg, model=replace(self.cfg.model, embed_norm=True))
+        if tc.seen_weight > 0 and not self.cfg.model.seen_head:
+            self.cfg = replace(self.cfg, model=replace(self.cfg.model, seen_head=True))
         if tc.heard_weight > 0 and not self.cfg.model.heard_head:
             raise ValueError(f"heard_weight={tc.heard_weight} trains the heard head, and this config has "
                              "none: use a preset with one (tiny, small), set model.heard_head=True, "
@@ -482,7 +490,7 @@ class Trainer:
         return self.model.loss(blocks, tc.text_weight, tc.mel_weight, out=out,
                                word_weight=tc.word_weight, reply_weight=tc.reply_weight,
                                decision_ids=self.decision_ids, heard_weight=tc.heard_weight,
-                               heard_pad_weight=tc.heard_pad_weight,
+                               heard_pad_weight=tc.heard_pad_weight, seen_weight=tc.seen_weight,
                                denominators=self.denominators(blocks, values),
                                values=values, value_weight=tc.value_weight)
 
@@ -499,9 +507,10 @@ class Trainer:
         sums = torch.stack([
             word_weights(blocks.out_text, tc.word_weight, tc.reply_weight, self.decision_ids, values,
                          tc.value_weight).sum(),
-            heard_weights(blocks.heard_text, tc.heard_pad_weight).sum()]).double()
+            heard_weights(blocks.heard_text, tc.heard_pad_weight).sum(),
+            heard_weights(blocks.seen_text, tc.heard_pad_weight).sum()]).double()
         sums = sum_over_processes(sums.to(self.device), self.dist) / self.dist.world_size
-        return {"text": float(sums[0]), "heard": float(sums[1])}
+        return {"text": float(sums[0]), "heard": float(sums[1]), "seen": float(sums[2])}
 
     @torch.no_grad()
     def validate(self, own: bool = False) -> dict:
@@ -513,6 +522,7 @@ class Trainer:
             probe_words      every monologue word
             probe_heard      the heard head naming each user word where it ends
             probe_known      the same, on the words that training users say too
+            probe_seen       the seen head naming what each patch shows (with a seen head)
 
         Each probe_* rate comes with probe_*_n, the number of targets it counts, and
         probe_*_chance, its control: always guessing the commonest of those targets.

@@ -44,6 +44,7 @@ def build_modules(cfg: Config) -> nn.ModuleDict:
            if m.heard_head else {}),
         **({"heard_embedding": nn.Embedding(m.text_vocab_size, m.d_model)} if m.heard_feedback else {}),
         **({"embed_norms": nn.ModuleList(nn.RMSNorm(m.d_model) for _ in range(3))} if m.embed_norm else {}),
+        **({"seen_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False)} if m.seen_head else {}),
     })
 
 
@@ -104,6 +105,10 @@ def test_heard_head_counts():
     assert normed.param_counts() == count_built(normed)
     assert sum(p.numel() for p in InteractionModel(normed).parameters()) == normed.param_counts()["total"]
     assert normed.param_counts()["total"] - cfg.param_counts()["total"] == 3 * 128
+    seeing = cfg.replace(model=replace(cfg.model, seen_head=True))  # + the seen head
+    assert seeing.param_counts() == count_built(seeing)
+    assert sum(p.numel() for p in InteractionModel(seeing).parameters()) == seeing.param_counts()["total"]
+    assert seeing.param_counts()["total"] - cfg.param_counts()["total"] == 128 * 256
     with pytest.raises(ValueError, match="heard_feedback"):
         replace(without.model, heard_feedback=True)
 

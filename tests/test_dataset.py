@@ -8,6 +8,8 @@ from minitml.wav import read_wav
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
 from minitml.world.export import export_fdb
 from minitml.world.scenarios import KINDS, make_scenario
+from minitml.world.scenes import SceneState, seen_names
+from minitml.world.vocab import word_id
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,9 @@ def test_dataset_contents(dataset):
         blocks = to_blocks(e, cfg)
         assert blocks.n_turns == e["user_tokens"].shape[0] // 16
         assert blocks.patches.shape[2:] == (4, 4800)
+        # the seen targets name the scene of each micro-turn, patch by patch
+        state = SceneState(*map(int, e["scene"][blocks.n_turns - 1].tolist()))
+        assert blocks.seen_text[0, -1].tolist() == [0 if n is None else word_id(n) for n in seen_names(state)]
         # the monologue words land in the output slots, shifted one micro-turn
         assert (blocks.out_text != 0).sum().item() == (
             (e["assistant_word_times"] >= 0.2) & (e["assistant_word_times"] < blocks.n_turns * 0.2 + 0.2)

@@ -150,6 +150,29 @@ def test_loss_weights_and_the_heard_head():
     assert torch.allclose(losses["loss"], rest + 0.5 * losses["heard"])
 
 
+def test_the_seen_head_names_each_patch_and_adds_its_loss():
+    from dataclasses import replace
+
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    blocks = random_blocks(cfg, 3, batch_size=2)
+    blocks.seen_text[:, :, 2] = PAD  # some patches show nothing
+    with pytest.raises(ValueError, match="seen_head"):
+        InteractionModel(cfg).loss(blocks, seen_weight=1.0)
+    seeing = InteractionModel(cfg.replace(model=replace(cfg.model, seen_head=True)))
+    out = seeing(blocks)
+    assert out.seen_logits.shape == (2, 3, 4, 256)  # (B, T, P, V)
+    losses = seeing.loss(blocks, seen_weight=0.5, out=out)
+    targets = blocks.seen_text.flatten()
+    ce = torch.nn.functional.cross_entropy(out.seen_logits.flatten(0, -2), targets, reduction="none")
+    w = torch.where(targets == PAD, 0.1, 1.0)
+    assert torch.allclose(losses["seen"], (ce * w).sum() / w.sum())
+    assert torch.allclose(losses["loss"], seeing.loss(blocks, out=out)["loss"] + 0.5 * losses["seen"])
+    losses["loss"].backward()
+    assert seeing.seen_head.weight.grad.abs().sum() > 0
+    assert seeing.patch_embedding.proj.weight.grad.abs().sum() > 0  # the signal reaches the patches
+
+
 def test_value_words_weigh_value_weight_more():
     from minitml.model import word_weights
 

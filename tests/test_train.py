@@ -184,6 +184,17 @@ def test_the_known_words_probe_counts_held_out_words_that_training_users_say(dat
     assert "probe_known" not in Trainer(config("unused"), [], val, vocab=list(VOCAB)).validate()
 
 
+def test_seen_weight_adds_a_seen_head_its_loss_and_its_probe(data):
+    """seen_weight > 0 gives the model a seen head; training and validation then carry its
+    loss, and validation the probe_seen rate beside its control."""
+    train, val = data
+    trainer = Trainer(config("unused", seen_weight=1.0), train, val, vocab=list(VOCAB))
+    assert trainer.cfg.model.seen_head and trainer.model.seen_head is not None
+    row = trainer.validate()
+    assert row["val_seen"] > 0 and row["probe_seen_n"] > 0 and 0 < row["probe_seen_chance"] < 1
+    assert "probe_seen" not in Trainer(config("unused"), train, val, vocab=list(VOCAB)).validate()
+
+
 def test_own_speech_is_fed_back_in_place_of_the_recording(data):
     """The model hears its greedy frames instead of the recorded ones; the recording stays
     the target, and nothing before the first output token can tell the difference."""

@@ -191,6 +191,20 @@ def test_scene_rendering(tiny):
     assert big.shape == (160, 240, 3)
 
 
+def test_seen_names_name_the_patch_each_thing_is_drawn_in(tiny):
+    a = scenes.SceneState(light=1, shape=2, shape_colour=3, object=1)
+    assert scenes.seen_names(a, tiny.vision) == ["red", "square", None, "apple"]
+    assert scenes.seen_names(scenes.SceneState(), tiny.vision) == ["off", None, None, None]
+    # each name sits in a patch that changes when that thing does (test_scene_rendering)
+    v = VisionConfig(frame_height=160, frame_width=240)  # 4 x 6 patches
+    names = scenes.seen_names(a, v)
+    assert len(names) == v.n_patches and sum(n is not None for n in names) == 3
+    patches, _ = patchify(scenes.render(a, v))
+    for field, value, name in (("light", 2, "red"), ("shape", 3, "square"), ("object", 2, "apple")):
+        other, _ = patchify(scenes.render(scenes.SceneState(**{**a.__dict__, field: value}), v))
+        assert not torch.equal(patches[names.index(name)], other[names.index(name)])
+
+
 # ----------------------------------------------------------------------------
 # scenarios: shape, reproducibility, split
 # ----------------------------------------------------------------------------

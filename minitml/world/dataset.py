@@ -33,6 +33,7 @@ import torch
 from minitml.config import AudioConfig, Config
 from minitml.dmel import DMel
 from minitml.patches import patchify
+from minitml.protocol import PAD
 from minitml.stream import Blocks, pack_conversation
 
 FORMAT = "minitml-dataset-1"
@@ -194,10 +195,13 @@ def load_dataset(path: str | Path) -> list[dict]:
 
 def to_blocks(example: dict, cfg: Config) -> Blocks:
     """One stored example -> model Blocks (B = 1), output shifted one micro-turn."""
-    from minitml.world.scenes import SceneState, render_all
+    from minitml.world.scenes import SceneState, render_all, seen_names
+    from minitml.world.vocab import word_id
 
     states = [SceneState(*map(int, row)) for row in example["scene"].tolist()]
     frames = render_all(states, cfg.vision)  # (n_turns, H, W, 3) uint8
+    named = {s: [PAD if n is None else word_id(n) for n in seen_names(s, cfg.vision)] for s in set(states)}
+    seen = torch.tensor([named[s] for s in states], dtype=torch.long)  # (n_turns, P)
     patches, _ = patchify(torch.as_tensor(frames), cfg.vision.patch_size)  # (n_turns, P, 4800)
     words = list(zip(example["assistant_word_ids"].tolist(),
                      example["assistant_word_times"].tolist()))
@@ -208,4 +212,4 @@ def to_blocks(example: dict, cfg: Config) -> Blocks:
             text_in.setdefault(int(turn) + i // X, []).extend(ids[i:i + X])
     heard = list(zip(example["user_word_ids"].tolist(), example["user_word_times"][:, 1].tolist()))
     return pack_conversation(cfg, example["user_tokens"].long(), example["assistant_tokens"].long(),
-                             words, patches, text_in, heard)
+                             words, patches, text_in, heard, seen)

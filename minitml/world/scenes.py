@@ -54,6 +54,9 @@ _GOLD = (215, 175, 60)
 _CUP = (235, 235, 245)
 _BOOK = (40, 70, 160)
 
+# Where each thing is centred, as (y, x) fractions of the frame's height and width.
+CENTRES = {"light": (0.25, 0.25), "shape": (0.25, 0.75), "object": (0.72, 0.5)}
+
 
 @dataclass(frozen=True)
 class SceneState:
@@ -80,12 +83,12 @@ def _masks(height: int, width: int) -> dict[str, np.ndarray]:
     m: dict[str, np.ndarray] = {}
 
     # The lamp: a dark housing with a round bulb, centred in the top-left quarter.
-    cy, cx = 0.25, 0.25
+    cy, cx = CENTRES["light"]
     m["housing"] = (np.abs(y - cy) < 0.21) & (np.abs(x - cx) < 0.21)
     m["bulb"] = (y - cy) ** 2 + (x - cx) ** 2 < 0.16**2
 
     # Shapes, centred in the top-right quarter; coordinates relative to the centre.
-    dy, dx, r = y - 0.25, x - 0.75, 0.17
+    dy, dx, r = y - CENTRES["shape"][0], x - CENTRES["shape"][1], 0.17
     angle, radius = np.arctan2(dy, dx), np.sqrt(dy**2 + dx**2)
     m["circle"] = radius < r
     m["square"] = (np.abs(dx) < 0.8 * r) & (np.abs(dy) < 0.8 * r)
@@ -97,7 +100,7 @@ def _masks(height: int, width: int) -> dict[str, np.ndarray]:
     # The hand: an arm up from the bottom edge, a palm under the object.
     m["arm"] = (np.abs(x - 0.5) < 0.07) & (y > 0.85)
     m["palm"] = ((y - 0.88) / 0.06) ** 2 + ((x - 0.5) / 0.12) ** 2 < 1
-    oy, ox = y - 0.72, x - 0.5  # the object's centre
+    oy, ox = y - CENTRES["object"][0], x - CENTRES["object"][1]  # the object's centre
     m["apple"] = oy**2 + ox**2 < 0.14**2
     m["apple_stem"] = (np.abs(ox) < 0.015) & (oy > -0.19) & (oy < -0.12)
     m["apple_leaf"] = ((oy + 0.17) / 0.03) ** 2 + ((ox - 0.05) / 0.05) ** 2 < 1
@@ -138,6 +141,24 @@ def render(state: SceneState, vision_cfg: VisionConfig | None = None) -> np.ndar
         for part, colour in _OBJECT_PARTS[OBJECTS[state.object]]:
             frame[m[part]] = colour
     return frame
+
+
+def seen_names(state: SceneState, vision_cfg: VisionConfig | None = None) -> list[str | None]:
+    """The name of what each patch shows, row-major, None where nothing is: the seen head's
+    targets. The patch holding a thing's centre names it: the lamp by its colour ('off'
+    when dark), the shape and the object by what they are. In the tiny 2x2 frame:
+    [light colour, shape, None, object] (the object's centre sits on the column edge)."""
+    v = vision_cfg or VisionConfig()
+    rows, cols = v.grid
+    names: list[str | None] = [None] * (rows * cols)
+    things = {"light": LIGHTS[state.light],
+              "shape": SHAPES[state.shape] if state.shape else None,
+              "object": OBJECTS[state.object] if state.object else None}
+    for thing, name in things.items():
+        y, x = CENTRES[thing]
+        row, col = int(y * v.frame_height) // v.patch_size, int(x * v.frame_width) // v.patch_size
+        names[row * cols + col] = name
+    return names
 
 
 def render_all(states: list[SceneState], vision_cfg: VisionConfig | None = None) -> np.ndarray:

@@ -652,7 +652,7 @@ def legs_s(history: list[dict]) -> list[float]:
             if i + 1 == len(history) or history[i + 1]["elapsed_s"] < h["elapsed_s"]]
 
 
-PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard", "probe_known")
+PROBES = ("probe_reply", "probe_value", "probe_words", "probe_heard", "probe_known", "probe_seen")
 TOPICS = ("lookup", "arithmetic")  # probe_value_<topic>: the value words of one kind of question
 
 
@@ -664,8 +664,8 @@ def plot_probes(ax, history: list[dict], x: str = "step") -> None:
         seen += h.get("tokens", 0)
         if "val_loss" in h:
             rows.append({**h, "tokens": seen / 1e6})
-    drawn = [(k, c) for k, c in zip(PROBES, ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:olive"))
-             if rows and k in rows[-1]]
+    colours = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:olive", "tab:purple")  # one per probe
+    drawn = [(k, c) for k, c in zip(PROBES, colours) if rows and k in rows[-1]]
     for key, colour in drawn:
         points = [r for r in rows if key in r]
         ax.plot([r[x] for r in points], [r[key] for r in points], "o-", ms=3, color=colour,
@@ -688,7 +688,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
     fig, (ax, probes) = plt.subplots(1, 2, figsize=(11, 3.5))
     steps = [h["step"] for h in history]
-    keys = [k for k in ("text", "mel", "heard") if k in history[-1]]
+    keys = [k for k in ("text", "mel", "heard", "seen") if k in history[-1]]
     for key in keys:
         ax.plot(steps, [h[key] for h in history], lw=0.8, alpha=0.6, label=f"train {key}")
     val = [h for h in history if "val_loss" in h]

@@ -209,3 +209,33 @@ def test_transcript_bench_scores_what_a_reading_model_heard(tmp_path):
     result = subprocess.run([sys.executable, "bench/transcript.py", "--checkpoint", str(path), "--n", "1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "does not read back" in result.stderr
+
+
+def test_histories_record_keeps_each_runs_probes_and_recipe(tmp_path):
+    """bench/histories.py reads a run's folder (last.pt while it goes on, history.json once
+    it is done) and records its validation rows and what it changed from TrainConfig."""
+    import dataclasses
+
+    import torch
+
+    from minitml.train import TrainConfig
+
+    history = [{"step": s, "tokens": 10, "loss": 1.0} for s in (1, 2)]
+    history[1].update(val_loss=0.5, probe_seen=0.4, probe_seen_n=8, probe_seen_chance=0.25)
+    tc = dataclasses.asdict(TrainConfig(steps=2, seen_weight=1.0, out=str(tmp_path / "run")))
+    (tmp_path / "run").mkdir()
+    extra = {"history": json.dumps(history[:1]), "train_config": tc}  # mid-run, last.pt holds the rows so far
+    torch.save({"extra": extra}, tmp_path / "run" / "last.pt")
+    (tmp_path / "run" / "history.json").write_text(json.dumps(history))
+    record = tmp_path / "record.json"
+    result = subprocess.run([sys.executable, "bench/histories.py", "--run", f"seen={tmp_path / 'run'}",
+                             "--record", str(record)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "seen 0.400 of 8 (control 0.25)" in result.stdout
+    saved = json.loads(record.read_text())
+    assert saved["changed"]["seen"] == {"steps": 2, "seen_weight": 1.0}
+    assert saved["runs"]["seen"] == [{"step": 2, "val_loss": 0.5, "probe_seen": 0.4, "probe_seen_n": 8,
+                                      "probe_seen_chance": 0.25, "tokens": 20}]
+    bad = subprocess.run([sys.executable, "bench/histories.py", "--run", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "NAME=FOLDER" in bad.stderr

@@ -80,6 +80,7 @@ from minitml.stream import PAD
 from minitml.train import TrainConfig, Trainer, collate, legs_s, lr_at, plot_losses, plot_probes
 from minitml.world.dataset import load_dataset, make_dataset, to_blocks
 from minitml.world.scenarios import make_scenario
+from minitml.world.scenes import SceneState, seen_names
 from minitml.world.vocab import VOCAB
 
 torch.manual_seed(0)
@@ -542,7 +543,24 @@ cases = [torch.tensor([2.0, 1.0, 1.0, 1.0]), torch.tensor([0.0, 0.5, 0.4, 0.3]),
 check(my_greedy_word, [((c,), greedy_word(c)) for c in cases])
 
 # %% [markdown]
-# **4. (open)** Train the model of section 4 again with `KINDS = ["smooth_turn", "pause"]`
+# **4.** The seen head's targets (`world.scenes.seen_names`): for a scene state and the tiny
+# 80x80 frame, the name of what each of the four patches shows, row-major, `None` where
+# nothing is. The lamp is named by its colour (`LIGHTS[state.light]`, "off" when dark), the
+# shape and the object by what they are (`SHAPES`, `OBJECTS`; index 0 is "nothing there").
+# The lamp sits in the top-left patch, the shape in the top-right, and the object's centre in
+# the bottom-right one.
+
+# %%
+def my_seen_names(state):
+    raise NotImplementedError  # your code here
+
+
+scenes_to_name = [SceneState(), SceneState(light=3, shape=5, shape_colour=2, object=4),
+                  SceneState(light=0, object=2), SceneState(light=6, shape=1)]
+check(my_seen_names, [((s,), seen_names(s)) for s in scenes_to_name])
+
+# %% [markdown]
+# **5. (open)** Train the model of section 4 again with `KINDS = ["smooth_turn", "pause"]`
 # (edit the parameters cell) and compare the pause row of section 6. What did it learn from
 # pauses that it could not learn from questions alone?
 

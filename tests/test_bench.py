@@ -98,10 +98,14 @@ def test_values_bench_splits_the_value_words_by_question(tmp_path):
 
     torch.manual_seed(0)
     path = checkpoint.save(InteractionModel(get_config("tiny")), tmp_path / "random.pt", vocab=list(VOCAB))
-    result = subprocess.run([sys.executable, "bench/values.py", "--checkpoint", str(path), "--n", "6"],
+    result = subprocess.run([sys.executable, "bench/values.py", "--checkpoint", str(path), "--n", "6",
+                             "--confusions", "q_colour"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| q_add |" in result.stdout and "control" in result.stdout
+    said = next(line for line in result.stdout.splitlines() if line.startswith("q_colour, both sets"))
+    assert int(said.split()[3]) == sum(json.loads(result.stdout.strip().splitlines()[-1])[s]["q_colour"]["n"]
+                                       for s in ("held-out voices", "training voices"))
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     assert list(rows) == ["held-out voices", "training voices"]
     for row in rows.values():

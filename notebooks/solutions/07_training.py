@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from minitml.world.scenes import LIGHTS, OBJECTS, SHAPES
+
 PAD = 0
 
 
@@ -24,3 +26,9 @@ def my_greedy_word(logits):
     if probs[PAD] >= 0.5:
         return PAD
     return int(probs[1:].argmax()) + 1
+
+
+def my_seen_names(state):
+    shape = SHAPES[state.shape] if state.shape else None
+    held = OBJECTS[state.object] if state.object else None
+    return [LIGHTS[state.light], shape, None, held]  # lamp, shape; bottom-left empty; the object

@@ -20,6 +20,8 @@ benchmark's clips (minitml.metrics). The arms:
               of `make train`)
     speakers  both, on the same dialogues spoken by 348 training voices instead of 66
               (`speakers="many"`, world/voices.py; the held-out voices are the same)
+    norm      the `own` arm with one scale for every input: patches, dMel and words each
+              through their own RMSNorm (`embed_norm`, InteractionModel.scaled)
 
 `--seed` draws other initial weights and another batch order for every arm
 (the same for all arms of one run); `--name` gives an arm's row another name (an
@@ -57,6 +59,7 @@ ARMS = {  # own_speech is TrainConfig's last change: only the "own" arm has it
                    own_speech=0.0),
     "own": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5),
     "speakers": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0, speakers="many"),
+    "norm": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5, embed_norm=1),
 }
 
 COLUMNS = [  # (kind, metric) of the table, beside the probes

@@ -334,6 +334,8 @@ for own, voice in ((False, "the recording"), (True, "its own frames")):
 # | all, seed 1; own, seed 1 | both arms again on that machine, from other initial weights in another batch order |
 # | all, beside speakers | the `all` arm once more, in the session of the `speakers` arm |
 # | speakers | both, on the same dialogues spoken by 348 training voices instead of 66 |
+# | own, beside norm | the `own` arm once more, in the session of the `norm` arm |
+# | norm | `own` with one scale for every input (`embed_norm`: patches, dMel and words each through an RMSNorm) |
 #
 # The arms take hours, so the notebook reads what the last run recorded
 # (`.venv/bin/python bench/ablation.py --record data/ablation.json`).
@@ -364,7 +366,12 @@ for arm in ablation["arms"]:
 # `<call>` more often, and names fewer value words teacher-forced) is a finding; what flips
 # with the seed (turns, stories, barge-ins) is not.
 #
-# The last pair asks whether more training speakers make listening carry over to new ones.
+# The `norm` row is `own` with one scale for every input (below), trained beside `own, beside
+# norm`, which repeats the `own` row to the count (the same kind of processor). At 300 steps
+# it names more words teacher-forced and takes more turns, and never says `<call>`; the rest
+# is inside the floor. Its gain shows in the longer runs further down.
+#
+# The speakers pair asks whether more training speakers make listening carry over to new ones.
 # `all, beside speakers` matches `all, again` to the count (the same kind of processor), so
 # the `speakers` arm is compared with it: at 300 steps its heard head names fewer held-out
 # words (`heard`), also among the words training users say (`known`, which leaves out the

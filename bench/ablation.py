@@ -50,15 +50,16 @@ from minitml.world.dataset import load_dataset, make_dataset  # noqa: E402
 from minitml.world.scenarios import KINDS  # noqa: E402
 from minitml.world.vocab import VOCAB  # noqa: E402
 
-ARMS = {  # own_speech is TrainConfig's last change: only the "own" arm has it
-    "old": dict(word_weight=1.0, reply_weight=1.0, heard_weight=0.0, own_speech=0.0),
-    "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0, own_speech=0.0),
-    "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0, own_speech=0.0),
-    "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0),
+ARMS = {  # own_speech and embed_norm are TrainConfig's last changes: "own" has the first, "norm" both
+    "old": dict(word_weight=1.0, reply_weight=1.0, heard_weight=0.0, own_speech=0.0, embed_norm=0),
+    "weights": dict(word_weight=5.0, reply_weight=2.0, heard_weight=0.0, own_speech=0.0, embed_norm=0),
+    "heard": dict(word_weight=1.0, reply_weight=1.0, heard_weight=1.0, own_speech=0.0, embed_norm=0),
+    "all": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0, embed_norm=0),
     "voices": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, voice_shift=2, voice_level=1,
-                   own_speech=0.0),
-    "own": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5),
-    "speakers": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0, speakers="many"),
+                   own_speech=0.0, embed_norm=0),
+    "own": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5, embed_norm=0),
+    "speakers": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.0, speakers="many",
+                     embed_norm=0),
     "norm": dict(word_weight=5.0, reply_weight=2.0, heard_weight=1.0, own_speech=0.5, embed_norm=1),
 }
 
@@ -78,7 +79,8 @@ def run_arm(name: str, steps: int, n: int, out: Path, train, val, seed: int = 0)
     tc = TrainConfig(steps=steps, eval_every=50, schedule="cosine", keep_every=0, out=str(folder),
                      seed=seed, **ARMS[name])
     cfg = get_config(tc.preset)  # the arms without the heard loss have no heard head either
-    cfg = cfg.replace(model=replace(cfg.model, heard_head=tc.heard_weight > 0))
+    cfg = cfg.replace(model=replace(cfg.model, heard_head=tc.heard_weight > 0,
+                                    embed_norm=bool(tc.embed_norm)))
     trainer = Trainer(tc, train, val, cfg=cfg, vocab=list(VOCAB))
     if (folder / "last.pt").exists():
         trainer.resume(folder / "last.pt")

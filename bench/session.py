@@ -116,12 +116,12 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = get_config(args.preset)
     torch.manual_seed(0)
-    if args.checkpoint:
-        model = checkpoint.load(args.checkpoint, expect=cfg)
+    if args.checkpoint:  # the checkpoint's own config (--preset is for an untrained model)
+        model = checkpoint.load(args.checkpoint)
     else:
-        model = InteractionModel(cfg)
+        model = InteractionModel(get_config(args.preset))
+    cfg = model.cfg
     model = model.to(device).eval()
 
     n_turns = int(args.minutes * 60 * 1000 / cfg.audio.micro_turn_ms)

@@ -3,7 +3,8 @@
     .venv/bin/python bench/speakers.py [--steps 1000] [--record data/speakers_history.json]
     .venv/bin/python bench/speakers.py --heard-feedback --out out/feedback --record data/feedback_history.json
 
-Two runs of `make train`'s recipe (TrainConfig's defaults, one thread each), the same
+Two runs of `make train`'s recipe as it was before embed_norm (TrainConfig's defaults with
+`--embed-norm 0`, one thread each), the same
 in everything but the voices of the training users: `speakers="few"` (66 voices) and
 `speakers="many"` (348 voices: the same dialogues, line for line, spoken by more people;
 world/voices.py). The held-out validation set is the same for both, so their probes
@@ -44,7 +45,8 @@ def run(speakers: str, steps: int, out: Path, threads: int, seed: int = 0,
     history = folder / "history.json"
     if not (history.exists() and json.loads(history.read_text())[-1]["step"] >= steps):
         cmd = [sys.executable, "-m", "minitml", "train", "--threads", str(threads), "--steps", str(steps),
-               "--speakers", speakers, "--seed", str(seed), "--out", str(folder)]
+               "--speakers", speakers, "--seed", str(seed), "--out", str(folder),
+               "--embed-norm", "0"]  # the recipe these records were made with
         if heard_feedback:
             cmd += ["--heard-feedback", "1"]
         if (folder / "last.pt").exists():

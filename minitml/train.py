@@ -99,7 +99,7 @@ class TrainConfig:
     voice_level: int = 0  # and their levels by up to this many dMel bins
     own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
     heard_feedback: int = 0  # 1: the model reads back what its heard head names (ModelConfig.heard_feedback)
-    embed_norm: int = 0  # 1: patches, dMel and words each through an RMSNorm (ModelConfig.embed_norm)
+    embed_norm: int = 1  # 1: patches, dMel and words each through an RMSNorm (ModelConfig.embed_norm)
     heard_noise: float = 0.5  # with it: share of the true heard words read back missed or misheard
     eval_every: int = 100  # steps between validations (and checkpoints)
     keep_every: int = 300  # one process: also keep step<N>.pt every this many steps (0: never)
@@ -338,14 +338,20 @@ class Trainer:
                  dist: Dist | None = None):
         from minitml.world.dataset import to_blocks
 
-        self.tc = tc
-        self.cfg = cfg or get_config(tc.preset)
-        if tc.heard_feedback and not self.cfg.model.heard_feedback:
-            self.cfg = replace(self.cfg, model=replace(self.cfg.model, heard_feedback=True))
-        if tc.embed_norm and not self.cfg.model.embed_norm:
-            self.cfg = replace(self.cfg, model=replace(self.cfg.model, embed_norm=True))
+        # TrainConfig's model switches shape the preset's config. A config given is used as it
+        # is (a checkpoint's, judged by validate), and tc records what it has.
+        if cfg is None:
+            preset = get_config(tc.preset)
+            m = preset.model
+            cfg = replace(preset, model=replace(
+                m, heard_feedback=m.heard_feedback or bool(tc.heard_feedback),
+                embed_norm=m.embed_norm or bool(tc.embed_norm), seen_head=m.seen_head or tc.seen_weight > 0))
+        self.cfg = cfg
+        self.tc = tc = replace(tc, heard_feedback=int(cfg.model.heard_feedback),
+                               embed_norm=int(cfg.model.embed_norm))
         if tc.seen_weight > 0 and not self.cfg.model.seen_head:
-            self.cfg = replace(self.cfg, model=replace(self.cfg.model, seen_head=True))
+            raise ValueError(f"seen_weight={tc.seen_weight} trains the seen head, and this config has "
+                             "none: set model.seen_head=True, or seen_weight=0")
         if tc.heard_weight > 0 and not self.cfg.model.heard_head:
             raise ValueError(f"heard_weight={tc.heard_weight} trains the heard head, and this config has "
                              "none: use a preset with one (tiny, small), set model.heard_head=True, "

@@ -195,6 +195,30 @@ def test_seen_weight_adds_a_seen_head_its_loss_and_its_probe(data):
     assert "probe_seen" not in Trainer(config("unused"), train, val, vocab=list(VOCAB)).validate()
 
 
+def test_the_model_switches_shape_the_preset_and_leave_a_given_config_alone(data):
+    """TrainConfig's embed_norm (on by default) and heard_feedback build the preset's model;
+    a config given, a checkpoint's, is used as it is and tc records what it has, so an older
+    checkpoint is judged as it was trained. A seen weight without a seen head is refused."""
+    from dataclasses import replace
+
+    from minitml.config import get_config
+
+    train, val = data
+    assert TrainConfig().embed_norm == 1
+    built = Trainer(config("unused", heard_feedback=1), train, val, vocab=list(VOCAB))
+    assert built.cfg.model.embed_norm and built.cfg.model.heard_feedback
+    assert built.model.embed_norms is not None
+    old = get_config("tiny")
+    assert not old.model.embed_norm and not old.model.heard_feedback
+    judge = Trainer(config("unused", heard_feedback=1), [], val, cfg=old, vocab=list(VOCAB))
+    assert judge.cfg == old and judge.model.embed_norms is None
+    assert (judge.tc.embed_norm, judge.tc.heard_feedback) == (0, 0)
+    with pytest.raises(ValueError, match="seen_weight=1.0 trains the seen head"):
+        Trainer(config("unused", seen_weight=1.0), [], val, cfg=old, vocab=list(VOCAB))
+    seen = replace(old, model=replace(old.model, seen_head=True))
+    assert Trainer(config("unused", seen_weight=1.0), [], val, cfg=seen, vocab=list(VOCAB)).cfg == seen
+
+
 def test_own_speech_is_fed_back_in_place_of_the_recording(data):
     """The model hears its greedy frames instead of the recorded ones; the recording stays
     the target, and nothing before the first output token can tell the difference."""

@@ -85,6 +85,8 @@ TRAIN_OPTIONS = {  # TrainConfig fields the train command takes as --options (mi
     "voice_level": "move each training user's levels by up to this many dMel bins (0: off)",
     "own_speech": "in the decay, share of conversations that hear the model's own dMel fed back (0: off)",
     "heard_feedback": "1: the model reads back, in each output slot, the word its heard head named (0: off)",
+    "seen_feedback": "1: the model reads back, in output slot j, the word its seen head named at "
+                     "patch j (needs --seen-weight > 0; 0: off)",
     "embed_norm": "1: patches, dMel frames and words each through their own RMSNorm, one scale "
                   "for all (0: off)",
     "heard_noise": "with --heard-feedback 1: share of true heard words read back missed or misheard",

@@ -193,6 +193,8 @@ class ModelConfig:
     #                           RMSNorm before they add up: one scale for all (InteractionModel.scaled)
     seen_head: bool = False  # a word head on the patch positions, trained to name what each patch
     #                          shows (the lamp's colour, the shape, the object): dense seeing signal
+    seen_feedback: bool = False  # the model reads back what it sees: output slot j also embeds the
+    #                              word the seen head named at patch j (as many patches as slots)
 
     def __post_init__(self):
         _require(self.d_model >= 1 and self.n_layers >= 1, "d_model and n_layers must be >= 1")
@@ -213,6 +215,8 @@ class ModelConfig:
         _require(self.flow_hidden >= 1 and self.flow_steps >= 1, "flow_hidden, flow_steps >= 1")
         _require(self.heard_head or not self.heard_feedback,
                  "heard_feedback reads back what the heard head names: it needs heard_head=True")
+        _require(self.seen_head or not self.seen_feedback,
+                 "seen_feedback reads back what the seen head names: it needs seen_head=True")
 
     @property
     def head_dim(self) -> int:
@@ -242,6 +246,10 @@ class Config:
             f"patch grid, larger than the position tables "
             f"({self.model.max_patch_rows}x{self.model.max_patch_cols})",
         )
+        P, A = self.vision.n_patches, self.audio.tokens_per_micro_turn
+        _require(not self.model.seen_feedback or P == A,
+                 f"seen_feedback reads patch j back into output slot j: it needs as many patches as "
+                 f"output slots per micro-turn, got {P} patches and {A} slots")
 
     # -- the micro-turn block -------------------------------------------------
     def layout(self) -> dict[str, int]:
@@ -316,6 +324,8 @@ class Config:
             add("embed_norms", 3 * d)
         if m.seen_head:  # the thing each patch shows (a training signal)
             add("seen_head", d * m.text_vocab_size)
+        if m.seen_feedback:  # the seen word read back into each output slot
+            add("seen_embedding", m.text_vocab_size * d)
         if m.mel_head == "discrete":
             add("dmel_head", d * a.frames_per_token * a.n_mels * a.n_bins)
         else:  # flow head: MLP([noisy mel, time, hidden state]) -> velocity, with biases

@@ -138,27 +138,33 @@ class Generator:
         """The input block into the cache in one call -> (1, 1, d), the predictor of output token 0.
 
         With heard_feedback it also writes what the heard head names at the block's A
-        user-audio tokens into blk.heard_text, for the output slots to read back."""
+        user-audio tokens into blk.heard_text, and with seen_feedback what the seen head names
+        at its P patches into blk.seen_text, for the output slots to read back."""
         x = self._inputs(blk)
         h = self._forward(x)
+        lay = self.layout
+        first = x.shape[1] - lay.n_inputs  # the block's first patch, after the pending token
         if self.model.heard_embedding is not None:
-            lay = self.layout
-            start = x.shape[1] - lay.n_inputs + lay.n_patches  # after the pending token and patches
+            start = first + lay.n_patches
             logits = self.model.heard_head(h[:, start:start + lay.n_audio])  # (1, A, V)
             blk.heard_text[0, 0] = heard_words(logits[0], self.model.heard_pad_weight)
+        if self.model.seen_embedding is not None:  # PAD weighed as in the heard loss
+            logits = self.model.seen_head(h[:, first:first + lay.n_patches])  # (1, P, V)
+            blk.seen_text[0, 0] = heard_words(logits[0], self.model.heard_pad_weight)
         return h[:, -1:]
 
     @torch.inference_mode()
     def prefill_silent(self, blk: Blocks):
         """Prefill, and say silence for the whole block (a catch-up step): the block's
         outputs stay PAD and quiet frames; one call, or two when the silent slots read
-        back what was heard."""
-        if self.model.heard_embedding is not None:
+        back what was heard or seen."""
+        if self.model.heard_embedding is not None or self.model.seen_embedding is not None:
             self.prefill(blk)
             x = None
         else:
             x = self._inputs(blk)
-        outs = self.model.embed_outputs(blk.out_text, blk.out_audio, blk.heard_text)[:, 0]  # (1, A, d)
+        outs = self.model.embed_outputs(blk.out_text, blk.out_audio, blk.heard_text,
+                                        blk.seen_text)[:, 0]  # (1, A, d)
         self._forward(outs[:, :-1] if x is None else torch.cat([x, outs[:, :-1]], dim=1))
         self.state.pending = outs[:, -1:]  # enters the cache with the next input block
 
@@ -185,7 +191,8 @@ class Generator:
             text_logits.append(t_logits)
             mel_logits.append(m_logits)
             emb = self.model.embed_outputs(blk.out_text[:, :, j:j + 1], blk.out_audio[:, :, j:j + 1],
-                                           blk.heard_text[:, :, j:j + 1])[:, 0]  # (1, 1, d)
+                                           blk.heard_text[:, :, j:j + 1],
+                                           blk.seen_text[:, :, j:j + 1])[:, 0]  # (1, 1, d)
             if j < A - 1:
                 h = self._forward(emb)
             else:

@@ -14,7 +14,8 @@ network that turns noise into the k mel frames in a few steps. A third, the
 heard head, names at each user-audio position the user word that ends there;
 with `heard_feedback` the model reads that word back in the output slot of the
 same index (its own transcript, one more embedding added to the slot). A fourth,
-the seen head, names at each patch position what that patch shows.
+the seen head, names at each patch position what that patch shows; with
+`seen_feedback` the output slot of the same index reads that word back too.
 
 Attention is causal with a sliding window of W positions: position i sees
 positions (i - W, i]. Training uses that mask on the whole sequence; a live
@@ -202,9 +203,10 @@ def word_weights(out_text: torch.Tensor, word_weight: float = 1.0, reply_weight:
     return weights
 
 
-def heard_weights(heard_text: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
-    """(B, T, A) heard-word targets (or (B, T, P) seen ones) -> weights: 1 for a word, pad_weight for PAD."""
-    return torch.where(heard_text == PAD, pad_weight, 1.0)
+def dense_weights(targets: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
+    """The weights of a dense head's targets, a word at every position: (B, T, A) heard words
+    or (B, T, P) seen ones -> the same shape, 1 for a word and pad_weight for PAD."""
+    return torch.where(targets == PAD, pad_weight, 1.0)
 
 
 def heard_words(heard_logits: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
@@ -253,6 +255,8 @@ class InteractionModel(nn.Module):
         self.heard_embedding = nn.Embedding(m.text_vocab_size, d) if m.heard_feedback else None
         # Seeing, supervised densely: at every patch position, the name of what it shows.
         self.seen_head = nn.Linear(d, m.text_vocab_size, bias=False) if m.seen_head else None
+        # Reading back what was seen (seen_feedback): output slot j adds the word named at patch j.
+        self.seen_embedding = nn.Embedding(m.text_vocab_size, d) if m.seen_feedback else None
         # One scale for every kind of input (embed_norm): see `scaled`.
         self.embed_norms = nn.ModuleDict({kind: RMSNorm(d, m.norm_eps) for kind in ("patch", "audio", "word")}
                                          ) if m.embed_norm else None
@@ -324,28 +328,31 @@ class InteractionModel(nn.Module):
         ], dim=2)
         return x + self.stream_type(self.types[: self.layout.n_inputs])
 
-    def embed_outputs(self, out_text, out_audio, heard=None) -> torch.Tensor:
+    def embed_outputs(self, out_text, out_audio, heard=None, seen=None) -> torch.Tensor:
         """(B, T, A), (B, T, A, k, 80) -> (B, T, A, d): a word and k frames per slot.
 
         With heard_feedback, heard (B, T, A) adds the word heard at each slot's user-audio
         token (PAD where none ended): the model's transcript, read back in the same
         micro-turn, so that later positions find what was said as a word at the bottom of
-        the stack instead of as a deep feature of the audio."""
+        the stack instead of as a deep feature of the audio. With seen_feedback, seen
+        (B, T, A) adds in the same way the word seen at each slot's patch (slot j, patch j)."""
         words = self.scaled("word", self.text_embedding(out_text))  # (B, T, A, d)
         x = words + self.scaled("audio", self.dmel_embedding(out_audio))
-        if self.heard_embedding is not None:
-            heard = heard if heard is not None else torch.full_like(out_text, PAD)
-            x = x + self.scaled("word", self.heard_embedding(heard))
+        for table, read in ((self.heard_embedding, heard), (self.seen_embedding, seen)):
+            if table is not None:
+                read = read if read is not None else torch.full_like(out_text, PAD)
+                x = x + self.scaled("word", table(read))
         return x + self.stream_type.weight[MODEL_OUT]
 
     def embed(self, blocks: Blocks, said: torch.Tensor | None = None,
               heard: torch.Tensor | None = None) -> torch.Tensor:
         """Blocks -> (B, T * L, d), micro-turn after micro-turn. said: (B, T, A, k, 80) the
         dMel frames fed back as the model's own speech, if not blocks.out_audio; heard:
-        (B, T, A) the words read back (heard_feedback), if not blocks.heard_text."""
+        (B, T, A) the words read back (heard_feedback), if not blocks.heard_text. What was
+        seen is read back from blocks.seen_text (seen_feedback; P = A)."""
         inputs = self.embed_inputs(blocks.patches, blocks.user_audio, blocks.text_in)
         outputs = self.embed_outputs(blocks.out_text, blocks.out_audio if said is None else said,
-                                     blocks.heard_text if heard is None else heard)
+                                     blocks.heard_text if heard is None else heard, blocks.seen_text)
         x = torch.cat([inputs, outputs], dim=2)  # (B, T, L, d)
         return x.flatten(1, 2)  # (B, T * L, d)
 
@@ -451,7 +458,7 @@ class InteractionModel(nn.Module):
             if logits is None:
                 raise ValueError(f"{name}_weight > 0 needs a model with cfg.model.{head}=True")
             ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none")
-            w = heard_weights(targets, heard_pad_weight).flatten().to(ce.dtype)
+            w = dense_weights(targets, heard_pad_weight).flatten().to(ce.dtype)
             dense = (ce * w).sum() / denominators.get(name, w.sum())
             total = total + weight * dense
             losses[name] = dense.detach()

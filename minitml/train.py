@@ -55,7 +55,7 @@ from minitml.expert_parallel import check_layout
 from minitml.model import (
     REPLY_GAP_SLOTS,
     InteractionModel,
-    heard_weights,
+    dense_weights,
     heard_words,
     reply_starts,
     word_weights,
@@ -99,6 +99,7 @@ class TrainConfig:
     voice_level: int = 0  # and their levels by up to this many dMel bins
     own_speech: float = 0.5  # in the decay: share of conversations hearing the model's own dMel
     heard_feedback: int = 0  # 1: the model reads back what its heard head names (ModelConfig.heard_feedback)
+    seen_feedback: int = 0  # 1: the model reads back what its seen head names (needs seen_weight > 0)
     embed_norm: int = 1  # 1: patches, dMel and words each through an RMSNorm (ModelConfig.embed_norm)
     heard_noise: float = 0.5  # with it: share of the true heard words read back missed or misheard
     eval_every: int = 100  # steps between validations (and checkpoints)
@@ -340,15 +341,20 @@ class Trainer:
 
         # TrainConfig's model switches shape the preset's config. A config given is used as it
         # is (a checkpoint's, judged by validate), and tc records what it has.
+        if tc.seen_feedback and tc.seen_weight <= 0:
+            raise ValueError("seen_feedback=1 reads back what the seen head names, and seen_weight=0 "
+                             "trains no seen head: give seen_weight > 0 (--seen-weight 1)")
         if cfg is None:
             preset = get_config(tc.preset)
             m = preset.model
             cfg = replace(preset, model=replace(
                 m, heard_feedback=m.heard_feedback or bool(tc.heard_feedback),
-                embed_norm=m.embed_norm or bool(tc.embed_norm), seen_head=m.seen_head or tc.seen_weight > 0))
+                embed_norm=m.embed_norm or bool(tc.embed_norm), seen_head=m.seen_head or tc.seen_weight > 0,
+                seen_feedback=m.seen_feedback or bool(tc.seen_feedback)))
         self.cfg = cfg
         self.tc = tc = replace(tc, heard_feedback=int(cfg.model.heard_feedback),
-                               embed_norm=int(cfg.model.embed_norm))
+                               embed_norm=int(cfg.model.embed_norm),
+                               seen_feedback=int(cfg.model.seen_feedback))
         if tc.seen_weight > 0 and not self.cfg.model.seen_head:
             raise ValueError(f"seen_weight={tc.seen_weight} trains the seen head, and this config has "
                              "none: set model.seen_head=True, or seen_weight=0")
@@ -513,8 +519,8 @@ class Trainer:
         sums = torch.stack([
             word_weights(blocks.out_text, tc.word_weight, tc.reply_weight, self.decision_ids, values,
                          tc.value_weight).sum(),
-            heard_weights(blocks.heard_text, tc.heard_pad_weight).sum(),
-            heard_weights(blocks.seen_text, tc.heard_pad_weight).sum()]).double()
+            dense_weights(blocks.heard_text, tc.heard_pad_weight).sum(),
+            dense_weights(blocks.seen_text, tc.heard_pad_weight).sum()]).double()
         sums = sum_over_processes(sums.to(self.device), self.dist) / self.dist.world_size
         return {"text": float(sums[0]), "heard": float(sums[1]), "seen": float(sums[2])}
 

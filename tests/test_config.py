@@ -45,6 +45,7 @@ def build_modules(cfg: Config) -> nn.ModuleDict:
         **({"heard_embedding": nn.Embedding(m.text_vocab_size, m.d_model)} if m.heard_feedback else {}),
         **({"embed_norms": nn.ModuleList(nn.RMSNorm(m.d_model) for _ in range(3))} if m.embed_norm else {}),
         **({"seen_head": nn.Linear(m.d_model, m.text_vocab_size, bias=False)} if m.seen_head else {}),
+        **({"seen_embedding": nn.Embedding(m.text_vocab_size, m.d_model)} if m.seen_feedback else {}),
     })
 
 
@@ -109,8 +110,16 @@ def test_heard_head_counts():
     assert seeing.param_counts() == count_built(seeing)
     assert sum(p.numel() for p in InteractionModel(seeing).parameters()) == seeing.param_counts()["total"]
     assert seeing.param_counts()["total"] - cfg.param_counts()["total"] == 128 * 256
+    looks = cfg.replace(model=replace(cfg.model, seen_head=True, seen_feedback=True))  # + its read-back table
+    assert looks.param_counts() == count_built(looks)
+    assert sum(p.numel() for p in InteractionModel(looks).parameters()) == looks.param_counts()["total"]
+    assert looks.param_counts()["total"] - seeing.param_counts()["total"] == 256 * 128
     with pytest.raises(ValueError, match="heard_feedback"):
         replace(without.model, heard_feedback=True)
+    with pytest.raises(ValueError, match="seen_feedback reads back what the seen head names"):
+        replace(cfg.model, seen_feedback=True)
+    with pytest.raises(ValueError, match="got 6 patches and 4 slots"):  # an 80x120 frame: a 2x3 grid
+        looks.replace(vision=replace(looks.vision, frame_width=120))
 
 
 def test_hmlp_stem_counts_too():

@@ -155,33 +155,62 @@ def test_a_session_decodes_at_its_models_calibrated_threshold_when_asked(model):
         Session(model, warmup=False, speak_threshold="high")
 
 
+def streamed(model, seed: int, n_turns: int = 4):
+    """n_turns micro-turns through a Generator -> (the blocks it filled, joined: (1, T, ...);
+    the text logits it spoke from, (T, A, V))."""
+    from minitml.stream import Blocks
+
+    generator = Generator(model)
+    blocks, logits = [], []
+    for wave, patches, slots in inputs(n_turns, seed=seed):
+        blk, _ = generator.hear(wave, patches, slots)
+        text_logits, _ = generator.speak(blk, generator.prefill(blk))
+        blocks.append(blk)
+        logits.append(text_logits)
+    return Blocks.cat(blocks, dim=1), torch.stack(logits)
+
+
 @pytest.mark.parametrize("embed_norm", [False, True])
 def test_reading_back_what_was_heard_streams_as_the_full_forward_does(embed_norm):
     """heard_feedback: the generator names the heard words of each input block and its output
     slots read them back; the full forward pass given those words says the same logits."""
     from minitml.model import heard_words
-    from minitml.stream import Blocks
 
     cfg = get_config("tiny")
     torch.manual_seed(0)
     model = InteractionModel(cfg.replace(model=replace(cfg.model, heard_feedback=True,
                                                        embed_norm=embed_norm))).eval()
     model.heard_pad_weight = 1e6  # PAD never wins: every slot reads back a word (untrained logits)
-    generator = Generator(model)
-    blocks, logits = [], []
-    for wave, patches, slots in inputs(4, seed=2):
-        blk, _ = generator.hear(wave, patches, slots)
-        text_logits, _ = generator.speak(blk, generator.prefill(blk))
-        blocks.append(blk)
-        logits.append(text_logits)
-    whole = Blocks.cat(blocks, dim=1)
+    whole, logits = streamed(model, seed=2)
     assert (whole.heard_text != PAD).all()
     with torch.no_grad():
         full = model(whole)  # reads back whole.heard_text: what the generator named
-        assert torch.allclose(full.text_logits[0], torch.stack(logits), atol=1e-4)
+        assert torch.allclose(full.text_logits[0], logits, atol=1e-4)
         assert torch.equal(heard_words(full.heard_logits, 1e6), whole.heard_text)
         other = model(whole, heard=torch.full_like(whole.heard_text, PAD))
-    assert not torch.allclose(other.text_logits[0], torch.stack(logits), atol=1e-4)  # it is read
+    assert not torch.allclose(other.text_logits[0], logits, atol=1e-4)  # it is read
+
+
+def test_reading_back_what_was_seen_streams_as_the_full_forward_does():
+    """seen_feedback: the generator names what each patch of an input block shows and the
+    output slot of the same index reads it back; the full forward pass given those words
+    says the same logits, and other words would change them."""
+    from minitml.model import heard_words
+
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = InteractionModel(cfg.replace(model=replace(cfg.model, seen_head=True, seen_feedback=True,
+                                                       embed_norm=True))).eval()
+    model.heard_pad_weight = 1e6  # PAD never wins: every patch names a word (untrained logits)
+    whole, logits = streamed(model, seed=3)
+    assert (whole.seen_text != PAD).all() and (whole.heard_text == PAD).all()
+    with torch.no_grad():
+        full = model(whole)  # reads back whole.seen_text: what the generator named
+        assert torch.allclose(full.text_logits[0], logits, atol=1e-4)
+        assert torch.equal(heard_words(full.seen_logits, 1e6), whole.seen_text)
+        whole.seen_text = torch.full_like(whole.seen_text, PAD)
+        other = model(whole)
+    assert not torch.allclose(other.text_logits[0], logits, atol=1e-4)  # it is read
 
 
 def test_a_session_reports_the_words_its_model_read_back():

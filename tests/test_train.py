@@ -217,6 +217,11 @@ def test_the_model_switches_shape_the_preset_and_leave_a_given_config_alone(data
         Trainer(config("unused", seen_weight=1.0), [], val, cfg=old, vocab=list(VOCAB))
     seen = replace(old, model=replace(old.model, seen_head=True))
     assert Trainer(config("unused", seen_weight=1.0), [], val, cfg=seen, vocab=list(VOCAB)).cfg == seen
+    looks = Trainer(config("unused", seen_weight=1.0, seen_feedback=1), [], val, vocab=list(VOCAB))
+    assert looks.cfg.model.seen_feedback and looks.model.seen_embedding is not None
+    assert looks.validate()["val_seen"] > 0  # reads back the true names of what each patch shows
+    with pytest.raises(ValueError, match="seen_feedback=1 reads back what the seen head names"):
+        Trainer(config("unused", seen_feedback=1), [], val, vocab=list(VOCAB))
 
 
 def test_own_speech_is_fed_back_in_place_of_the_recording(data):

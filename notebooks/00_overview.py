@@ -54,6 +54,7 @@ import os
 FAST = os.environ.get("MINITML_FAST") == "1"  # the test suite runs a shrunken version
 KIND = "pause"  # try the others: smooth_turn, backchannel, interruption, hesitation, visual_cue, ...
 SEED = 0  # a held-out scenario: a voice and phrasing the model never heard in training
+CUE_TRIES = 12 if FAST else 50  # held-out visual_cue dialogues tried until the model names the light
 
 # %%
 import matplotlib.pyplot as plt
@@ -166,6 +167,36 @@ for clip_rows in zip(*rows.values()):  # the same samples for every system, in o
 # sample counts that as a takeover, and the answer sample, which begins where the pause ends,
 # finds nothing said in it. Each sample is judged only by what is inside it.
 #
+# ## It watches, too
+# Nothing in the audio of a `visual_cue` dialogue says when the light changes. The user asks
+# "tell me when the light turns green", and some seconds later the lamp in the camera frame
+# does; a decoy change may come first. The right reply, "the light is green now", starts
+# within 0.6 s of the change, and only the 40x40 patches of the frame can tell the model when
+# that is. A walkie-talkie never sees it. Below, the held-out dialogues about the light, in
+# order, until the model names the light right; most it does not (notebook 08 counts them).
+
+# %%
+tried = 0
+for seed in range(CUE_TRIES):
+    candidate = make_scenario("visual_cue", seed, "heldout")
+    if candidate.annotations["cue"]["what"] != "light":
+        continue  # this one watches for a shape or an object
+    cue, cue_seed, tried = candidate, seed, tried + 1
+    cue_words, cue_audio = run_model(model, cue)
+    cue_row = next(r for r in score(cue, cue_words, cue_audio) if "value" in r)
+    if cue_row["right"]:
+        break
+print(cue.transcript())
+print(f"held-out visual_cue dialogue {cue_seed}: " + (
+      f"the first of the {tried} about the light that it names right" if cue_row["right"]
+      else f"it named none of the {tried} about the light right; here is the last") +
+      f"; on time: {cue_row['on_time']}, {value_text(cue_row['error'])} s after the change")
+fig, ax = plt.subplots(figsize=(13, 2.9))
+plot_run(cue, cue_words, cue_audio, ax=ax, title="duplex model, watching for the light")
+plt.show()
+display(Audio(torch.stack([cue.user_audio, cue_audio]).clamp(-1, 1).numpy(), rate=SR, normalize=False))
+
+# %% [markdown]
 # ## Inside one micro-turn
 # Every 200 ms the model gets one block of positions and fills the next: 4 patches of the
 # 80x80 frame (40x40 pixels each, straight into the transformer: no vision encoder), 4 audio

@@ -159,9 +159,9 @@ print(f"untrained: words {losses['text']:.2f} (ln 256 = {torch.log(torch.tensor(
 # matters most for turn-taking, the *first* word of an answer, is a rare event. With
 # `word_weight = 10` a word target counts ten times as much as a PAD target in the (weighted)
 # mean, so the first word is learned sooner, at the price of a model readier to speak than
-# the data (section 10 shows how decoding can take that back). The shipped `data/tiny.pt`
-# (section 9) was trained with 1; `make train`'s recipe uses 5, and weighs the first word of
-# every reply twice that again (`reply_weight`).
+# the data (section 10 shows how decoding can take that back). `make train`'s recipe, which
+# trained the shipped `data/tiny.pt` (section 9), uses 5, and weighs the first word of every
+# reply twice that again (`reply_weight`).
 
 # %%
 tc = TrainConfig(steps=STEPS, batch_size=8, max_turns=40, warmup=20, lr=6e-3, word_weight=WORD_WEIGHT,
@@ -251,14 +251,14 @@ print(format_table(results))
 # ## 7. The recipe at full size: what the probes say
 #
 # The same probes, on the tiny preset trained with `make train`'s recipe on 6000 dialogues of
-# all nine kinds. `data/recipe_history.json` is that run's `history.json`, as the trainer wrote
-# it (it takes over two hours on this CPU). Teacher-forced on the 180 held-out validation
+# all nine kinds: the shipped `data/tiny.pt`, whose file carries the history the trainer
+# wrote (the run takes about an hour and a half on this CPU). Teacher-forced on the 180 held-out validation
 # dialogues: given the true past, is the model's next word right? Dashed: each probe's
 # control, always guessing the commonest target. The learning rate holds, then decays over the
 # last fifth (the grey band).
 
 # %%
-recipe = json.loads((Path("..") / "data" / "recipe_history.json").read_text())
+recipe = json.loads(torch.load(SHIPPED, map_location="cpu", weights_only=True)["extra"]["history"])
 fig, ax = plt.subplots(figsize=(8, 3.6))
 plot_probes(ax, recipe, x="tokens")
 lrs = [h["lr"] for h in recipe]
@@ -446,11 +446,14 @@ for name in ("few", "many"):
 # (`--seen-weight 1`) is the heard head's dense signal for the eyes: every patch position
 # names what its patch shows (`world.scenes.seen_names`, exercise 4). `data/norm_history.json`
 # holds the probes of three runs of `make train`'s recipe with those changes (`bench/histories.py`
-# wrote it; `changed` says how each differs from the defaults), beside the recipe of section 7.
+# wrote it; `changed` says how each differs from the defaults of the time, when `embed_norm` was
+# off), beside that recipe without them (`data/recipe_history.json`). The first, `embed_norm`
+# for 1500 steps, became `make train`'s recipe: the shipped model of section 7 is that run again.
 
 # %%
 norms = json.loads((Path("..") / "data" / "norm_history.json").read_text())
-runs = {"make train's recipe": recipe, **norms["runs"]}
+before = json.loads((Path("..") / "data" / "recipe_history.json").read_text())  # embed_norm off
+runs = {"the recipe before embed_norm": before, **norms["runs"]}
 fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.6), sharey=True)
 for ax, (name, rows) in zip(axes, runs.items()):
     plot_probes(ax, rows, x="tokens")
@@ -466,7 +469,7 @@ for name, rows in runs.items():
 
 # %% [markdown]
 # One scale speeds the learning of what the model was given as words: its value words
-# overtake the recipe's within a few hundred steps. The seen head learns to name every
+# overtake those of the recipe without it within a few hundred steps. The seen head learns to name every
 # patch within a few hundred steps too, and the value words do not move: the patch
 # positions know the light, and the reply still answers "which colour is the light" with the
 # apple's or the banana's colour (`bench/values.py --confusions q_light`). What is missing

@@ -66,16 +66,20 @@ SLOW_TOOL_S, FAST_TOOL_S = 1.0, 0.1  # latency of a slow and of a fast tool (s)
 EVAL_PER_KIND = 20 if FAST else 100  # held-out requests per kind for the neural model's accuracy
 N_SCENARIOS = 8 if FAST else 60  # background dialogues of the toy world for "woven in"
 DEADLINE_STEPS = 40 if FAST else 300  # steps per condition in the deadline check
+CALL_TRIES = 10 if FAST else 50  # held-out background dialogues tried until the trained model calls
 
 # %%
 import time
 from collections import Counter
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
+from minitml import checkpoint
 from minitml.background import script_monologue, weave_time
 from minitml.config import get_config
+from minitml.evaluate import run_scenario
 from minitml.exercises import check
 from minitml.metrics import score
 from minitml.model import InteractionModel
@@ -422,6 +426,49 @@ plt.show()
 # %%
 (row,) = score(sc, sc.assistant_words, sc.assistant_audio)
 print(row)
+
+# %% [markdown]
+# ## The trained model calls for itself
+# Everything above scripted the model's call. The shipped `data/tiny.pt` was trained on the
+# background dialogues too, where the script says "let me check `<call>` ... `</call>`" and then
+# reads out the result, and it learned to say `<call>` itself in some of them (the README's
+# benchmark counts how many of 50). Here it runs on held-out background dialogues with the exact
+# `ToolExecutor` attached: the words of its call are what gets computed, and the result it hears
+# in its text-in slots answers its own call (`run_scenario` feeds the scripted result only to a
+# session without a background model). We try held-out dialogues in order until it calls, and
+# score that run like any other.
+
+# %%
+trained = checkpoint.load(Path("..") / "data" / "tiny.pt").eval()
+for call_seed in range(CALL_TRIES):
+    dialogue = make_scenario("background", call_seed, "heldout")
+    own = Session(trained, background=ToolExecutor(), overrun="ignore")
+    timeline = run_scenario(own, dialogue, record=True)
+    called = any(w == "<call>" for w, _ in timeline.words)
+    if called:
+        break
+print(dialogue.transcript())
+print(f"\nheld-out background dialogue {call_seed}: " + (
+    f"the first of the {call_seed + 1} tried in which the model calls" if called else
+    f"the model called in none of the {CALL_TRIES} tried; here is the last") + ". Second by second:")
+for second in range(int(dialogue.duration) + 1):
+    said = [w for w, t in timeline.words if second <= t < second + 1]
+    heard = [w for out in timeline.outputs if second <= (out.turn + 1) * TURN_S < second + 1
+             for w in text_in_of(own, out.turn) if w != "."]
+    if said or heard:
+        print(f"  {second:2d} s  said: {' '.join(said):45s} text-in: {' '.join(heard)}")
+for event in timeline.events:
+    if event.kind.startswith("background"):
+        print(f"{event.time:5.2f} s  {event.kind} {event.detail}")
+(row,) = score(dialogue, timeline.words, timeline.model_audio)
+print({k: row[k] for k in ("called", "over_user", "value", "reply", "right") if k in row})
+
+# %% [markdown]
+# Read the three parts: the words between `<call>` and `</call>` are the model's own (from what
+# it heard: the operands are right only when it heard them right), the tool's answer arrives
+# in the text-in slots a few micro-turns later, and what the model says after it is scored for
+# the product's words (`right`). Where it does not call, or calls with the wrong numbers, it
+# cannot read out the right result; the README's benchmark has the rates.
 
 # %% [markdown]
 # ## The deadline while the background model is busy

@@ -276,12 +276,12 @@ print(f"step {last['step']}, {sum(h['tokens'] for h in recipe) / 1e6:.1f}M token
 # The curves rise fast and then flatten: after 10 million tokens the heard words gain little,
 # the value words gain mostly in the decay, and the first word of a reply stays near its
 # control. Teacher-forced, the model names the asked-for value four times in ten; speaking for
-# itself (`python -m minitml eval` on this run: 20 of 342 replies right, chance 0.02) it
+# itself (`python -m minitml eval` on this run: 31 of 342 replies right, chance 0.03) it
 # rarely does, because every word it gets wrong becomes part of the past it conditions on.
 # And what it learned to hear does not carry over to new accents: `bench/probes.py` runs the
-# same probes on fresh dialogues of the *training* voices, where this run's heard head names
-# 0.96 of the user words and the first word of a reply is right 0.39 of the time, against
-# 0.34 and 0.17 on the held-out voices. `TrainConfig.voice_shift` and `voice_level` (`train.perturb_voices`) try to close
+# same probes on fresh dialogues of the *training* voices, where the same recipe without
+# `embed_norm` (section 8) names 0.96 of the user words with its heard head and the first word
+# of a reply 0.39 of the time, against 0.34 and 0.17 on the held-out voices. `TrainConfig.voice_shift` and `voice_level` (`train.perturb_voices`) try to close
 # that gap; the ablation below measures them (the `voices` arm).
 #
 # One part of the closed-loop gap can be measured without letting the model speak. Every

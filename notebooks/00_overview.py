@@ -176,7 +176,7 @@ for clip_rows in zip(*rows.values()):  # the same samples for every system, in o
 # order, until the model names the light right; most it does not (notebook 08 counts them).
 
 # %%
-tried = 0
+cue, tried = None, 0
 for seed in range(CUE_TRIES):
     candidate = make_scenario("visual_cue", seed, "heldout")
     if candidate.annotations["cue"]["what"] != "light":
@@ -186,6 +186,9 @@ for seed in range(CUE_TRIES):
     cue_row = next(r for r in score(cue, cue_words, cue_audio) if "value" in r)
     if cue_row["right"]:
         break
+if cue is None:
+    raise ValueError(f"none of the first {CUE_TRIES} held-out visual_cue dialogues is about the light: "
+                     "raise CUE_TRIES")
 print(cue.transcript())
 print(f"held-out visual_cue dialogue {cue_seed}: " + (
       f"the first of the {tried} about the light that it names right" if cue_row["right"]

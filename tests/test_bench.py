@@ -243,3 +243,39 @@ def test_histories_record_keeps_each_runs_probes_and_recipe(tmp_path):
     bad = subprocess.run([sys.executable, "bench/histories.py", "--run", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "NAME=FOLDER" in bad.stderr
+
+
+def test_curves_bench_scores_each_kept_checkpoint_as_eval_does(tmp_path):
+    """bench/curves.py on two kept checkpoints: one point per step, in order, its tokens
+    summed from the history the file carries, its targets those `evaluate` scores for the
+    same file; the controls scored once."""
+    import torch
+
+    from minitml import checkpoint
+    from minitml.evaluate import check_targets, evaluate
+    from minitml.model import InteractionModel
+    from minitml.world.vocab import VOCAB
+
+    history = [{"step": s, "tokens": 100 * s} for s in (1, 2, 3, 4)]
+    for step in (4, 2):  # written out of order: the bench sorts by step
+        torch.manual_seed(step)
+        checkpoint.save(InteractionModel(get_config("tiny")), tmp_path / f"step{step}.pt", vocab=list(VOCAB),
+                        step=step, extra={"history": json.dumps(history[:step])})
+    record = tmp_path / "curves.json"
+    result = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path), "--n", "1",
+                             "--kinds", "smooth_turn,pause", "--record", str(record)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(record.read_text())
+    assert [p["step"] for p in saved["points"]] == [2, 4]
+    assert [p["tokens"] for p in saved["points"]] == [100 + 200, 100 + 200 + 300 + 400]
+    torch.set_num_threads(1)
+    direct = evaluate(checkpoint.load(tmp_path / "step4.pt"), ["smooth_turn", "pause"], 1,
+                      out=tmp_path / "eval", progress=False)
+    assert [(r["metric"], r["value"]) for r in saved["points"][1]["targets"]] == \
+        [(r["metric"], r["value"]) for r in check_targets(direct)]
+    assert [r["value"] for r in saved["controls"]["ground_truth"]] == \
+        [r["value"] for r in check_targets(direct, "ground_truth")]
+    empty = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path / "eval")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert empty.returncode != 0 and "keeps no step<N>.pt" in empty.stderr

@@ -1,15 +1,20 @@
 """The scoreboard against training tokens: every checkpoint a run kept, scored closed loop.
 
     .venv/bin/python bench/curves.py --run out/train --n 50 --record data/curves.json
+    .venv/bin/python bench/curves.py --run out/train --steps 1200,1500 --record data/curves.json
+
 
 `python -m minitml train` copies its checkpoint to step<N>.pt every `keep_every` steps (300
 in TrainConfig's defaults). Each of them is scored as `make eval` scores the shipped file:
 `evaluate` on n held-out scenarios per kind (seeds 0..n-1), the model scored from the
 folders it exports (written to a temporary folder and dropped). Each target of
 `evaluate.TARGETS` is kept at the tokens trained on by that step, beside the scripted
-ground truth and the better of the two walkie-talkies (which no step changes, so they are
-scored once). A target a model of this size cannot reach shows as a curve that flattens
-below its goal; one still rising says the run is short.
+ground truth's and the two walkie-talkies' (no step changes those: they are scored with
+the first checkpoint of a call). `--steps` scores some of the checkpoints, and a record
+already there for the same run, n and kinds keeps the points of the other steps, so the
+work can be split across calls (run one after the other: each rewrites the record). A
+target a model of this size cannot reach shows as a curve that flattens below its goal;
+one still rising says the run is short.
 
 Read the last point apart from the others: under the `wsd` schedule every checkpoint but
 the last is the stable phase, at the full learning rate; the last has decayed, and the
@@ -61,12 +66,28 @@ def target_cells(results: dict, system: str) -> list[dict]:
     return rows
 
 
+def merged(path: Path, record: dict) -> dict:
+    """`record` with the points of other steps that the record at `path` holds, if that one
+    scored the same run, n and kinds."""
+    if not path.exists():
+        return record
+    old = json.loads(path.read_text())
+    if (old["run"], old["n"], old["kinds"]) != (record["run"], record["n"], record["kinds"]):
+        return record
+    steps = {p["step"] for p in record["points"]}
+    points = sorted(record["points"] + [p for p in old["points"] if p["step"] not in steps],
+                    key=lambda p: p["step"])
+    return {**record, "points": points}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="the --out folder of a training run")
     p.add_argument("--n", type=int, default=50, help="held-out scenarios per kind")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds (default all)")
-    p.add_argument("--record", default=None, help="write the curves here as JSON")
+    p.add_argument("--steps", default=None, help="comma-separated steps to score (default every one kept)")
+    p.add_argument("--record", default=None, help="write the curves here as JSON (keeping the points "
+                   "of other steps that a record of the same run and n holds)")
     args = p.parse_args()
     kinds = args.kinds.split(",")
     unknown = [k for k in kinds if k not in KINDS]
@@ -74,8 +95,16 @@ def main():
         raise SystemExit(f"--kinds: unknown {unknown}; the kinds are {', '.join(KINDS)}")
     torch.set_num_threads(1)
     run = ROOT / args.run if not Path(args.run).is_absolute() else Path(args.run)
+    kept = kept_checkpoints(run)
+    if args.steps:
+        wanted = [int(s) for s in args.steps.split(",")]
+        missing = sorted(set(wanted) - {step for step, _ in kept})
+        if missing:
+            raise SystemExit(f"--steps: {run} keeps no step{missing[0]}.pt; it keeps steps "
+                             f"{', '.join(str(step) for step, _ in kept)}")
+        kept = [(step, path) for step, path in kept if step in wanted]
     points, controls = [], {}
-    for step, path in kept_checkpoints(run):
+    for step, path in kept:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as out:
             results = evaluate(checkpoint.load(path), kinds, args.n, out=out, progress=False,
@@ -103,6 +132,7 @@ def main():
               + " ".join(f"{c:>13s}" for c in cells))
     record = {"run": args.run, "n": args.n, "kinds": kinds, "points": points, "controls": controls}
     if args.record:
+        record = merged(Path(args.record), record)
         Path(args.record).write_text(json.dumps(record) + "\n")
     print(json.dumps({"steps": [p["step"] for p in points],
                       "met": [sum(r["met"] for r in p["targets"]) for p in points]}))

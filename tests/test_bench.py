@@ -246,9 +246,9 @@ def test_histories_record_keeps_each_runs_probes_and_recipe(tmp_path):
 
 
 def test_curves_bench_scores_each_kept_checkpoint_as_eval_does(tmp_path):
-    """bench/curves.py on two kept checkpoints: one point per step, in order, its tokens
-    summed from the history the file carries, its targets those `evaluate` scores for the
-    same file; the controls scored once."""
+    """bench/curves.py on two kept checkpoints, scored by two calls into one record: one
+    point per step, in order, its tokens summed from the history the file carries, its
+    targets those `evaluate` scores for the same file."""
     import torch
 
     from minitml import checkpoint
@@ -262,10 +262,11 @@ def test_curves_bench_scores_each_kept_checkpoint_as_eval_does(tmp_path):
         checkpoint.save(InteractionModel(get_config("tiny")), tmp_path / f"step{step}.pt", vocab=list(VOCAB),
                         step=step, extra={"history": json.dumps(history[:step])})
     record = tmp_path / "curves.json"
-    result = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path), "--n", "1",
-                             "--kinds", "smooth_turn,pause", "--record", str(record)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    for steps in ("4", "2"):  # the second call keeps the first one's point
+        result = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path), "--n", "1",
+                                 "--kinds", "smooth_turn,pause", "--steps", steps, "--record", str(record)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads(record.read_text())
     assert [p["step"] for p in saved["points"]] == [2, 4]
     assert [p["tokens"] for p in saved["points"]] == [100 + 200, 100 + 200 + 300 + 400]
@@ -279,3 +280,6 @@ def test_curves_bench_scores_each_kept_checkpoint_as_eval_does(tmp_path):
     empty = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path / "eval")], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert empty.returncode != 0 and "keeps no step<N>.pt" in empty.stderr
+    absent = subprocess.run([sys.executable, "bench/curves.py", "--run", str(tmp_path), "--steps", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert absent.returncode != 0 and "keeps no step3.pt; it keeps steps 2, 4" in absent.stderr

@@ -1,17 +1,20 @@
 """Training: teach the interaction model when to speak, and what, from toy conversations.
 
-    python -m minitml train --preset tiny --steps 1000 --threads 1 --out out/train
+    python -m minitml train --threads 1 --out out/train   # make train: TrainConfig's recipe
     torchrun --nproc-per-node 2 -m minitml train ...     # the same run over 2 processes
 
 Each step takes a batch of whole conversations, packed as micro-turn blocks
 (the assistant's channel shifted one micro-turn), and minimises
 
-    loss = CE(monologue words) + CE(dMel bins)  [+ MoE balance and z losses]
+    loss = CE(monologue words) + CE(dMel bins) + heard_weight * CE(heard user words)
+           [+ seen_weight * CE(seen words)] [+ MoE balance and z losses]
 
-with AdamW, a linear warm-up then a cosine decay of the learning rate, and
-gradient clipping. MoE layers with the sigmoid router get their balancing bias
-nudged after each step. Every `eval_every` steps the same loss is measured on
-held-out conversations (held-out voices and templates). Checkpoints carry the
+(word targets weighted against PAD: `word_weight`, `reply_weight`), with AdamW, a
+linear warm-up, the learning rate held, then a cosine decay over the last `decay`
+share of the steps (`schedule "wsd"`), and gradient clipping. MoE layers with the
+sigmoid router get their balancing bias nudged after each step. Every `eval_every`
+steps the same loss is measured on held-out conversations (held-out voices and
+templates), with the probes (`Trainer.validate`). Checkpoints carry the
 config, the vocabulary, the step, the optimiser and the random state, so a run
 resumes exactly where it stopped; on a CPU with a fixed thread count, the same
 seed gives the same run bit for bit.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from minitml.dmel import DMel, DMelStream, StreamVocoder
-from minitml.model import InteractionModel, KVCache, heard_words
+from minitml.model import InteractionModel, KVCache, dense_words
 from minitml.stream import PAD, Blocks, empty_blocks
 
 
@@ -147,10 +147,10 @@ class Generator:
         if self.model.heard_embedding is not None:
             start = first + lay.n_patches
             logits = self.model.heard_head(h[:, start:start + lay.n_audio])  # (1, A, V)
-            blk.heard_text[0, 0] = heard_words(logits[0], self.model.heard_pad_weight)
+            blk.heard_text[0, 0] = dense_words(logits[0], self.model.heard_pad_weight)
         if self.model.seen_embedding is not None:  # PAD weighed as in the heard loss
             logits = self.model.seen_head(h[:, first:first + lay.n_patches])  # (1, P, V)
-            blk.seen_text[0, 0] = heard_words(logits[0], self.model.heard_pad_weight)
+            blk.seen_text[0, 0] = dense_words(logits[0], self.model.heard_pad_weight)
         return h[:, -1:]
 
     @torch.inference_mode()

@@ -209,14 +209,15 @@ def dense_weights(targets: torch.Tensor, pad_weight: float = 0.1) -> torch.Tenso
     return torch.where(targets == PAD, pad_weight, 1.0)
 
 
-def heard_words(heard_logits: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
-    """(..., V) heard-head logits -> (...) word ids: what the model says it heard.
+def dense_words(logits: torch.Tensor, pad_weight: float = 0.1) -> torch.Tensor:
+    """(..., V) logits of a dense head -> (...) word ids: what the model says it heard (the
+    heard head) or saw (the seen head).
 
     Trained with PAD targets weighing pad_weight against words, the head's odds of a
     word come out 1 / pad_weight times the data's (the argument of
     `generator.calibrated_threshold`); adding log(1 / pad_weight) to PAD's logit undoes
     that, so a word is named only where the data would name one."""
-    logits = heard_logits.float().clone()
+    logits = logits.float().clone()
     logits[..., PAD] += math.log(1.0 / pad_weight)
     return logits.argmax(-1)
 
@@ -268,7 +269,7 @@ class InteractionModel(nn.Module):
         # The weight its word targets had in training (TrainConfig.word_weight), set by the
         # trainer and by checkpoint.load; greedy decoding undoes it (calibrated_threshold).
         self.word_weight = 1.0
-        # And the weight of a PAD target in the heard loss (heard_words undoes it).
+        # And the weight of a PAD target in the heard loss (dense_words undoes it).
         self.heard_pad_weight = 0.1
         # Training option: keep only each block's input for backward and recompute the rest.
         self.activation_checkpointing = False

@@ -59,7 +59,7 @@ from minitml.model import (
     REPLY_GAP_SLOTS,
     InteractionModel,
     dense_weights,
-    heard_words,
+    dense_words,
     reply_starts,
     word_weights,
 )
@@ -378,7 +378,7 @@ class Trainer:
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = InteractionModel(self.cfg).to(self.device)
         self.model.word_weight = tc.word_weight  # for decoding (generator.calibrated_threshold)
-        self.model.heard_pad_weight = tc.heard_pad_weight  # for reading back (model.heard_words)
+        self.model.heard_pad_weight = tc.heard_pad_weight  # for reading back (model.dense_words)
         self.model.activation_checkpointing = tc.activation_checkpointing
         if tc.compile:
             compile_blocks(self.model)
@@ -484,13 +484,13 @@ class Trainer:
         return mishear(blocks.heard_text, seeds, self.tc.heard_noise)
 
     def own_heard(self, blocks: Blocks, said: torch.Tensor | None = None) -> torch.Tensor | None:
-        """With heard_feedback: the words the model's own heard head names (`heard_words`,
+        """With heard_feedback: the words the model's own heard head names (`dense_words`,
         from a first pass that reads back the true ones), so the probes measure a
         reply that reads back its own transcript, as in a conversation. Else None."""
         if not self.cfg.model.heard_feedback:
             return None
         first = self.model(blocks, said)
-        return heard_words(first.heard_logits, self.tc.heard_pad_weight)
+        return dense_words(first.heard_logits, self.tc.heard_pad_weight)
 
     def values(self, examples: list, indices: list[int], blocks: Blocks,
                topic: str | None = None) -> torch.Tensor:

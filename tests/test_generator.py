@@ -174,7 +174,7 @@ def streamed(model, seed: int, n_turns: int = 4):
 def test_reading_back_what_was_heard_streams_as_the_full_forward_does(embed_norm):
     """heard_feedback: the generator names the heard words of each input block and its output
     slots read them back; the full forward pass given those words says the same logits."""
-    from minitml.model import heard_words
+    from minitml.model import dense_words
 
     cfg = get_config("tiny")
     torch.manual_seed(0)
@@ -186,7 +186,7 @@ def test_reading_back_what_was_heard_streams_as_the_full_forward_does(embed_norm
     with torch.no_grad():
         full = model(whole)  # reads back whole.heard_text: what the generator named
         assert torch.allclose(full.text_logits[0], logits, atol=1e-4)
-        assert torch.equal(heard_words(full.heard_logits, 1e6), whole.heard_text)
+        assert torch.equal(dense_words(full.heard_logits, 1e6), whole.heard_text)
         other = model(whole, heard=torch.full_like(whole.heard_text, PAD))
     assert not torch.allclose(other.text_logits[0], logits, atol=1e-4)  # it is read
 
@@ -195,7 +195,7 @@ def test_reading_back_what_was_seen_streams_as_the_full_forward_does():
     """seen_feedback: the generator names what each patch of an input block shows and the
     output slot of the same index reads it back; the full forward pass given those words
     says the same logits, and other words would change them."""
-    from minitml.model import heard_words
+    from minitml.model import dense_words
 
     cfg = get_config("tiny")
     torch.manual_seed(0)
@@ -207,7 +207,7 @@ def test_reading_back_what_was_seen_streams_as_the_full_forward_does():
     with torch.no_grad():
         full = model(whole)  # reads back whole.seen_text: what the generator named
         assert torch.allclose(full.text_logits[0], logits, atol=1e-4)
-        assert torch.equal(heard_words(full.seen_logits, 1e6), whole.seen_text)
+        assert torch.equal(dense_words(full.seen_logits, 1e6), whole.seen_text)
         whole.seen_text = torch.full_like(whole.seen_text, PAD)
         other = model(whole)
     assert not torch.allclose(other.text_logits[0], logits, atol=1e-4)  # it is read
